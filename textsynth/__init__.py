@@ -1,0 +1,1 @@
+"""textsynth: labeled synthetic text datasets from a local language model."""

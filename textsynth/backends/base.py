@@ -1,0 +1,43 @@
+"""The backend protocol: requests in, completions out, batching inside the backend."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from textsynth.config import GenerationParams
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt to complete; `seed` alone decides its random choices."""
+
+    id: str
+    messages: list[dict[str, str]]
+    seed: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    id: str
+    text: str
+    tokens: int
+    finish_reason: Literal["stop", "length"]
+
+
+class Backend(ABC):
+    """A loaded model that completes chat requests."""
+
+    model_id: str
+    revision: str
+    dtype: str
+
+    @abstractmethod
+    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
+        """Yield one completion per request, in whatever order they finish."""
+
+    def identity(self) -> dict[str, str]:
+        """What identifies the weights and precision in provenance and fingerprints."""
+        return {"model": self.model_id, "revision": self.revision, "dtype": self.dtype}

@@ -1,0 +1,66 @@
+"""Raw completion → clean example text, or a rejection reason.
+
+Small chat models wrap their answer in preambles ("Here is a review:"), quotes and labels
+("Review:"), and a length limit cuts the last sentence; the label itself never comes from the
+output, it comes from the plan, so it is valid by construction.
+"""
+
+from __future__ import annotations
+
+import re
+
+from textsynth.records import Record
+
+_PREAMBLE = re.compile(
+    r"^\s*(?:(?:sure|certainly|of course|okay|ok)[!,.]?\s*)?"
+    r"(?:here(?:'s| is| are)\b[^\n:]{0,80}:|[^\n:]{0,40}\b(?:review|text|article|example|answer|"
+    r"response|headline|story|post|message)\b[^\n:]{0,20}:)\s*",
+    re.IGNORECASE,
+)
+_LEAD_LABEL = re.compile(r"^\s*(?:\*\*)?[A-Z][\w ]{0,30}(?:\*\*)?:\s+(?=\S)")
+_QUOTES = "\"'“”‘’«»`"
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
+
+
+def _strip_quotes(text: str) -> str:
+    text = text.strip()
+    while len(text) >= 2 and text[0] in _QUOTES and text[-1] in _QUOTES:
+        text = text[1:-1].strip()
+    if text and text[0] in _QUOTES and text.count(text[0]) == 1:
+        text = text[1:].strip()
+    if text and text[-1] in _QUOTES and text.count(text[-1]) == 1:
+        text = text[:-1].strip()
+    return text
+
+
+def _drop_cut_fragment(text: str) -> str:
+    """Cut after the last complete sentence; keep the text whole if it has none."""
+    ends = list(_SENTENCE_END.finditer(text))
+    return text[: ends[-1].end()] if ends else text
+
+
+def clean(raw: str, truncated: bool) -> tuple[str, str | None]:
+    """(text, rejection reason or None)."""
+    text = raw.strip()
+    text = _PREAMBLE.sub("", text, count=1)
+    text = _LEAD_LABEL.sub("", text, count=1)
+    text = _strip_quotes(text)
+    if truncated:
+        cut = _drop_cut_fragment(text)
+        if cut == text and not _SENTENCE_END.search(text[-3:] + " "):
+            return _strip_quotes(text), "truncated"
+        text = _strip_quotes(cut)
+    text = re.sub(r"[ \t]+", " ", text).strip()
+    if not text:
+        return "", "empty_output"
+    return text, None
+
+
+def parse_record(record: Record, raw: str, truncated: bool) -> Record:
+    """Fill `text` from the raw completion, rejecting what cannot be used."""
+    text, reason = clean(raw, truncated)
+    record.text = text
+    record.fields["text"] = text
+    if reason:
+        record.reject(reason)
+    return record

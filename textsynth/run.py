@@ -1,0 +1,151 @@
+"""The run directory: manifest, append-only record shards, and the final record snapshot.
+
+Generation is the expensive part, so its records are appended to `shards/*.jsonl` and fsynced
+per batch; everything after generation is derived from the shards and rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+from textsynth.config import SCHEMA_VERSION
+from textsynth.errors import RunDirError
+from textsynth.records import Record
+
+PACKAGES = ("textsynth", "torch", "transformers", "datasets", "sentence-transformers", "jinja2")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never a torn one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling folder that replaces `target` only if the block succeeds."""
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            target.rename(old)
+        tmp.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class RunDir:
+    """One build's folder: `manifest.json`, `shards/`, `records.jsonl`, `dataset/`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.shards = self.path / "shards"
+        self.manifest_path = self.path / "manifest.json"
+        self.records_path = self.path / "records.jsonl"
+
+    def create(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"{self.path}: exists and is not a directory (choose another --out)")
+        try:
+            self.shards.mkdir(parents=True, exist_ok=True)
+        except (NotADirectoryError, FileExistsError):
+            raise RunDirError(
+                f"{self.path}: a parent of it is a file, not a directory (choose another --out)"
+            ) from None
+        except PermissionError:
+            raise RunDirError(f"{self.path}: not writable (choose another --out)") from None
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.exists():
+            return None
+        manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise RunDirError(
+                f"{self.manifest_path}: run directory has schema_version "
+                f"{manifest.get('schema_version')}, this textsynth writes {SCHEMA_VERSION} "
+                "(build into a new --out, or rebuild with --force)"
+            )
+        return manifest
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        body = {
+            "schema_version": SCHEMA_VERSION,
+            "python": platform.python_version(),
+            "packages": package_versions(),
+            **manifest,
+        }
+        write_atomic(self.manifest_path, json.dumps(body, indent=2, sort_keys=True) + "\n")
+
+    def shard_writer(self) -> ShardWriter:
+        """A writer on a new shard file; earlier shards are never touched again."""
+        index = len(list(self.shards.glob("shard-*.jsonl")))
+        return ShardWriter(self.shards / f"shard-{index:05d}.jsonl")
+
+    def read_shards(self) -> Iterator[Record]:
+        """Generated records in write order; a torn final line of a shard is skipped."""
+        for shard in sorted(self.shards.glob("shard-*.jsonl")):
+            with shard.open(encoding="utf-8") as fh:
+                for line in fh:
+                    if not line.endswith("\n"):
+                        break  # torn write from a killed process; its record is regenerated
+                    yield Record.from_json(line)
+
+    def write_records(self, records: Iterable[Record]) -> None:
+        """Replace the snapshot of all records after the post-generation stages."""
+        write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in records))
+
+    def read_records(self) -> list[Record]:
+        if not self.records_path.exists():
+            raise RunDirError(f"{self.records_path}: missing; run `textsynth build` first")
+        with self.records_path.open(encoding="utf-8") as fh:
+            return [Record.from_json(line) for line in fh]
+
+
+class ShardWriter:
+    """Appends records as JSON lines; `flush` makes them durable (called once per batch)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh: IO[str] | None = None
+
+    def append(self, record: Record) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(record.to_json() + "\n")
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self.flush()
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,130 @@
+"""Prompt templates rendered in a Jinja sandbox with StrictUndefined.
+
+Templates come from users and shared pipelines, so they render in `SandboxedEnvironment`
+(no attribute escapes, no imports, no file access) and may only be loaded from the project's
+prompt directories. Variables are checked against the taxonomy before any model loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from jinja2 import meta
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from textsynth.config import Attribute, Pipeline
+from textsynth.errors import TemplateError
+from textsynth.taxonomy import PlannedExample
+
+BASE_VARIABLES = ("label", "label_description", "labels", "task_description")
+
+
+def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
+    """Where templates are looked up: prompts/ beside the pipeline file or one level up."""
+    base = pipeline_path.resolve().parent if pipeline_path else Path.cwd()
+    found = [d for d in (base / "prompts", base.parent / "prompts") if d.is_dir()]
+    return found or [Path.cwd() / "prompts"]
+
+
+def _attribute_names(taxonomy: dict[str, Attribute]) -> set[str]:
+    names = set(taxonomy)
+    for attr in taxonomy.values():
+        for value in attr.values:
+            names |= _attribute_names(value.children)
+    return names
+
+
+def available_variables(pipeline: Pipeline) -> set[str]:
+    """Every variable some request can provide to a template."""
+    names = set(BASE_VARIABLES) | _attribute_names(pipeline.taxonomy)
+    for lab in pipeline.labels:
+        names |= _attribute_names(lab.taxonomy)
+    return names
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    source: str
+    sha: str
+    compiled: jinja2.Template
+
+
+class PromptTemplates:
+    """The system and user templates of a pipeline, loaded and checked once."""
+
+    def __init__(self, pipeline: Pipeline, dirs: list[Path]) -> None:
+        self.pipeline = pipeline
+        self.dirs = dirs
+        self.env = SandboxedEnvironment(
+            loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+        )
+        allowed = available_variables(pipeline)
+        names = {"system": pipeline.templates.system, "user": pipeline.templates.user}
+        self.templates = {role: self._load(name, allowed) for role, name in names.items() if name is not None}
+
+    def _load(self, name: str, allowed: set[str]) -> Template:
+        where = ", ".join(str(d) for d in self.dirs)
+        try:
+            source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        except jinja2.TemplateNotFound:
+            raise TemplateError(
+                f"templates: {name!r} not found in {where} (create it there or fix the name; "
+                "paths may not leave the prompt directories)"
+            ) from None
+        except UnicodeDecodeError as exc:
+            raise TemplateError(f"{name}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
+        try:
+            ast = self.env.parse(source, name=name, filename=filename)
+            compiled = self.env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"{filename}:{exc.lineno}: template syntax error: {exc.message}") from None
+        unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
+        if unknown:
+            raise TemplateError(
+                f"{filename}: undefined variable {unknown[0]!r}; available: "
+                f"{', '.join(sorted(allowed))} (add it to the taxonomy or fix the template)"
+            )
+        return Template(name, source, hashlib.sha256(source.encode()).hexdigest(), compiled)
+
+    @property
+    def key(self) -> str:
+        """Identity of the templates in record ids: their names, not their text."""
+        return "+".join(t.name for t in self.templates.values())
+
+    @property
+    def shas(self) -> dict[str, str]:
+        return {t.name: t.sha for t in self.templates.values()}
+
+    def context(self, example: PlannedExample) -> dict[str, object]:
+        label = next(lab for lab in self.pipeline.labels if lab.name == example.label)
+        return {
+            "label": label.name,
+            "label_description": label.description,
+            "labels": [lab.name for lab in self.pipeline.labels],
+            "task_description": self.pipeline.description,
+            **example.attributes,
+        }
+
+    def render(self, example: PlannedExample) -> list[dict[str, str]]:
+        """Chat messages for one planned example."""
+        ctx = self.context(example)
+        messages = []
+        for role, template in self.templates.items():
+            try:
+                text = template.compiled.render(ctx).strip()
+            except SecurityError as exc:
+                raise TemplateError(f"{template.name}: blocked by the template sandbox: {exc}") from None
+            except jinja2.UndefinedError as exc:
+                raise TemplateError(
+                    f"{template.name}: {exc.message} for label {example.label!r} at leaf "
+                    f"{example.leaf!r} (guard it with `is defined` or add it to every leaf)"
+                ) from None
+            messages.append({"role": role, "content": text})
+        return messages
