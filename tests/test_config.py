@@ -1,0 +1,74 @@
+"""Config errors: one line naming the file, the line, the field and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from textsynth.config import load_pipeline
+from textsynth.errors import ConfigError
+
+
+def _edit(project, old: str, new: str):
+    path = project / "pipelines" / "sentiment.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def _line(path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
+def test_shipped_pipelines_validate():
+    from .conftest import ROOT
+
+    for path in (ROOT / "pipelines").glob("*.yaml"):
+        assert load_pipeline(path).labels
+
+
+def test_unknown_field_names_its_line(project):
+    path = _edit(project, "  batch_size: 64", "  batch_size: 64\n  batchsize: 8")
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path)
+    msg = str(err.value)
+    assert f"sentiment.yaml:{_line(path, 'batchsize')}: model.batchsize" in msg
+    assert "remove it or fix its spelling" in msg and "\n" not in msg
+
+
+def test_label_without_description(project):
+    path = _edit(project, "    description: The reviewer is pleased", "    descr: The reviewer is pleased")
+    with pytest.raises(ConfigError, match=r"labels\.0\.(description|descr)"):
+        load_pipeline(path)
+
+
+def test_malformed_yaml_names_line(project):
+    path = _edit(project, "seed: 7", "seed: [7")
+    with pytest.raises(ConfigError, match=r"sentiment\.yaml:\d+: malformed YAML"):
+        load_pipeline(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "match"),
+    [
+        ("  - name: negative", "  - name: positive", "duplicate label 'positive'"),
+        ("seed: 7", "seed: seven", r"seed: Input should be a valid integer"),
+        ("        weight: 2", "        weight: 0", r"weight: Input should be greater than 0"),
+        ("  temperature: 0.8", "  temperature: hot", "generation.temperature"),
+        ("  dtype: auto", "  dtype: int3", "model.dtype"),
+        ("n: 60", "n: -5", r"\bn: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_values(project, old, new, match):
+    path = _edit(project, old, new)
+    with pytest.raises(ConfigError, match=match):
+        load_pipeline(path)
+
+
+def test_missing_file_and_non_mapping(project):
+    with pytest.raises(ConfigError, match="no such pipeline file"):
+        load_pipeline(project / "pipelines" / "nope.yaml")
+    path = project / "pipelines" / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        load_pipeline(path)

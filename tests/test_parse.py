@@ -1,0 +1,31 @@
+"""Parse: preambles, quotes and cut-off fragments are stripped; unusable output is rejected."""
+
+from __future__ import annotations
+
+import pytest
+
+from textsynth.parse import clean, parse_record
+from textsynth.records import Record
+
+
+@pytest.mark.parametrize(
+    ("raw", "truncated", "text"),
+    [
+        ('Here is a positive review:\n\n"Great blender. Works well."', False, "Great blender. Works well."),
+        ("Sure! Here's a short review: Nice kettle.", False, "Nice kettle."),
+        ("Review: I love it. It broke once and", True, "I love it."),
+        ("“Solid shoes, comfy.”", False, "Solid shoes, comfy."),
+        ("Great product! Would buy again.", False, "Great product! Would buy again."),
+    ],
+)
+def test_clean(raw, truncated, text):
+    assert clean(raw, truncated) == (text, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "truncated", "reason"),
+    [("", False, "empty_output"), ('  ""  ', False, "empty_output"), ("It was fine and", True, "truncated")],
+)
+def test_unusable_output_is_rejected_not_dropped(raw, truncated, reason):
+    record = parse_record(Record(id="x", label="positive", attributes={}), raw, truncated)
+    assert record.status == "rejected" and record.reasons == [reason]
