@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from textsynth.errors import TextsynthError
+from textsynth.errors import Interrupted, TextsynthError
 
 app = typer.Typer(
     add_completion=False,
@@ -47,6 +47,9 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except Interrupted as exc:
+            err_console.print(str(exc), highlight=False, soft_wrap=True)
+            raise typer.Exit(130) from None
 
     return wrapper
 
@@ -58,6 +61,7 @@ def summary_table(summary: Any, run_dir: Path) -> Table:
     table.add_row("planned", str(summary.planned))
     table.add_row("generated now", str(summary.generated))
     table.add_row("reused from run dir", str(summary.reused))
+    table.add_row("cache hits", str(summary.cached))
     table.add_row("kept", str(summary.kept))
     for reason, count in sorted(summary.rejected.items()):
         table.add_row(f"rejected: {reason}", str(count))
@@ -70,6 +74,17 @@ def summary_table(summary: Any, run_dir: Path) -> Table:
     return table
 
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line on stdout.")]
+
+
+def _report(result: Any, quiet: bool, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.summary.to_dict()) + "\n")
+    elif not quiet:
+        Console().print(summary_table(result.summary, result.run_dir))
+
+
 @app.command()
 @user_errors
 def build(
@@ -77,18 +92,40 @@ def build(
     n: Annotated[int | None, typer.Option("--n", help="Total examples (overrides the YAML).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<name>).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Pipeline seed (overrides the YAML).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Discard earlier work in the run directory.")
+    ] = False,
+    cache: Annotated[
+        Path | None, typer.Option("--cache", help="Completion cache file to share between runs.")
+    ] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Build a labeled dataset from a pipeline YAML.
+    """Build a labeled dataset from a pipeline YAML; on an existing run directory it continues.
 
     Example: textsynth build pipelines/sentiment.yaml --n 60 --out runs/demo --seed 7
     """
     from textsynth.pipeline import run_build
 
-    result = run_build(pipeline, n=n, seed=seed, out=out, quiet=quiet or as_json)
-    if as_json:
-        sys.stdout.write(json.dumps(result.summary.to_dict()) + "\n")
-    elif not quiet:
-        Console().print(summary_table(result.summary, result.run_dir))
+    result = run_build(
+        pipeline, n=n, seed=seed, out=out, quiet=quiet or as_json, force=force, cache_path=cache
+    )
+    _report(result, quiet, as_json)
+
+
+@app.command()
+@user_errors
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of an interrupted build.")],
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Continue a build with the exact config it was started with.
+
+    Example: textsynth resume runs/demo
+    """
+    from textsynth.pipeline import resume_build
+
+    _report(resume_build(run_dir, quiet=quiet or as_json), quiet, as_json)

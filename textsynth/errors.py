@@ -25,3 +25,13 @@ class RunDirError(TextsynthError):
 
 class ExportError(TextsynthError):
     """There is nothing valid to export, or the export target is unusable."""
+
+
+class Interrupted(Exception):
+    """The user pressed Ctrl-C; finished records are saved and the build can be resumed."""
+
+    def __init__(self, run_dir: str, saved: int, remaining: int) -> None:
+        super().__init__(
+            f"interrupted: {saved} records saved, {remaining} left; "
+            f"continue with `textsynth resume {run_dir}`"
+        )

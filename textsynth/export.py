@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from textsynth import faults
 from textsynth.config import Pipeline
 from textsynth.errors import ExportError
 from textsynth.records import Record
@@ -59,6 +60,7 @@ def export(pipeline: Pipeline, records: Sequence[Record], run_path: Path):  # ->
     dataset = to_dataset_dict(pipeline, kept)
     with atomic_dir(run_path / "dataset") as tmp:
         dataset.save_to_disk(str(tmp))
+        faults.point("export")
     lines = "".join(
         json.dumps({"id": r.id, "text": r.text, "label": r.label, **r.attributes}, ensure_ascii=False) + "\n"
         for r in kept

@@ -6,25 +6,31 @@ before the model loads; generated records are appended per batch so nothing fini
 
 from __future__ import annotations
 
-import hashlib
 import json
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from textsynth.backends import Backend, Request, make_backend
+from textsynth import faults
+from textsynth.backends import make_backend
+from textsynth.cache import CompletionCache
 from textsynth.config import Pipeline, load_pipeline, validate_overrides
+from textsynth.errors import Interrupted, RunDirError
 from textsynth.export import export
+from textsynth.generate import WorkItem, generate_records, make_record, request_fingerprint
 from textsynth.models import ModelIdentity, identify
-from textsynth.parse import parse_record
 from textsynth.records import Record
-from textsynth.run import RunDir
+from textsynth.run import RunDir, write_atomic
 from textsynth.taxonomy import PlannedExample, plan
 from textsynth.templates import PromptTemplates, prompt_dirs
 
@@ -45,6 +51,7 @@ class BuildSummary:
     planned: int
     generated: int = 0
     reused: int = 0
+    cached: int = 0
     kept: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     planned_labels: dict[str, int] = field(default_factory=dict)
@@ -52,6 +59,15 @@ class BuildSummary:
     tokens: int = 0
     generation_s: float = 0.0
     wall_s: float = 0.0
+    drift: Drift | None = None
+
+    def finish(self, records: list[Record], planned: list[PlannedExample], wall_s: float) -> None:
+        """Fill the counts that depend on the final record states."""
+        self.planned_labels = dict(Counter(ex.label for ex in planned))
+        self.kept_labels = dict(Counter(r.label for r in records if r.status == "kept"))
+        self.kept = sum(self.kept_labels.values())
+        self.rejected = Counter(r.reasons[0] for r in records if r.status == "rejected")
+        self.wall_s = wall_s
 
     @property
     def examples_per_s(self) -> float:
@@ -62,6 +78,7 @@ class BuildSummary:
             "planned": self.planned,
             "generated": self.generated,
             "reused": self.reused,
+            "cached": self.cached,
             "kept": self.kept,
             "rejected": dict(self.rejected),
             "planned_labels": self.planned_labels,
@@ -70,6 +87,7 @@ class BuildSummary:
             "generation_s": round(self.generation_s, 2),
             "wall_s": round(self.wall_s, 2),
             "examples_per_s": round(self.examples_per_s, 3),
+            "drift": vars(self.drift) if self.drift else None,
         }
 
 
@@ -80,10 +98,18 @@ class BuildResult:
     run_dir: Path
 
 
-def prepare(source: str | Path | Pipeline, n: int | None = None, seed: int | None = None) -> Prepared:
-    """Validate config, taxonomy and templates, plan, and render every prompt."""
+def prepare(
+    source: str | Path | Pipeline,
+    n: int | None = None,
+    seed: int | None = None,
+    pipeline_path: Path | None = None,
+) -> Prepared:
+    """Validate config, taxonomy and templates, plan, and render every prompt.
+
+    `pipeline_path` locates prompts/ when `source` is an already loaded Pipeline.
+    """
     if isinstance(source, Pipeline):
-        pipeline, path = source, None
+        pipeline, path = source, pipeline_path
     else:
         path = Path(source)
         pipeline = load_pipeline(path)
@@ -94,41 +120,6 @@ def prepare(source: str | Path | Pipeline, n: int | None = None, seed: int | Non
     return Prepared(pipeline, path, templates, planned, messages)
 
 
-def request_fingerprint(
-    model: ModelIdentity, messages: list[dict[str, str]], pipeline: Pipeline, seed: int
-) -> str:
-    """Everything that decides a completion; batch size, device and threads are not part of it."""
-    body = {
-        "model": [model.model_id, model.revision, model.dtype],
-        "messages": messages,
-        "params": pipeline.generation.model_dump(),
-        "seed": seed,
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-
-def _new_record(prep: Prepared, ex: PlannedExample, model: ModelIdentity, fingerprint: str) -> Record:
-    rendered = json.dumps(prep.messages[ex.id], sort_keys=True)
-    return Record(
-        id=ex.id,
-        label=ex.label,
-        attributes=dict(ex.attributes),
-        prompt={
-            "template": prep.templates.key,
-            "template_sha": prep.templates.shas,
-            "rendered_sha": hashlib.sha256(rendered.encode()).hexdigest(),
-        },
-        generation={
-            "model": model.model_id,
-            "revision": model.revision,
-            "dtype": model.dtype,
-            "params": prep.pipeline.generation.model_dump(),
-            "seed": ex.seed,
-            "fingerprint": fingerprint,
-        },
-    )
-
-
 def _progress(console: Console) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -137,44 +128,54 @@ def _progress(console: Console) -> Progress:
         TextColumn("{task.fields[rate]:.2f} ex/s"),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
     )
 
 
-def _generate(
-    prep: Prepared,
-    backend: Backend,
-    model: ModelIdentity,
-    todo: list[PlannedExample],
-    fingerprints: dict[str, str],
-    run: RunDir,
-    console: Console,
-    quiet: bool,
-) -> Iterator[Record]:
-    """Generate the missing records, appending each batch to a new shard as it completes."""
-    by_id = {ex.id: ex for ex in todo}
-    requests = [Request(ex.id, prep.messages[ex.id], ex.seed) for ex in todo]
-    writer = run.shard_writer()
-    batch = prep.pipeline.model.batch_size
-    start = time.perf_counter()
-    with _progress(console) as progress:
-        task = progress.add_task("generating", total=len(todo), rate=0.0, visible=not quiet)
+@dataclass
+class Drift:
+    """How the requests of this build differ from what the run directory already holds."""
+
+    changed: int = 0
+    new: int = 0
+    dropped: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.changed or self.new or self.dropped)
+
+
+def _drift(previous: dict[str, str], items: list[WorkItem]) -> Drift:
+    planned = {i.example.id: i.fingerprint for i in items}
+    return Drift(
+        changed=sum(1 for rid, fp in planned.items() if rid in previous and previous[rid] != fp),
+        new=sum(1 for rid in planned if rid not in previous),
+        dropped=sum(1 for rid in previous if rid not in planned),
+    )
+
+
+class _StopFlag:
+    """Set by the first Ctrl-C; the generation loop stops after persisting what it has."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self) -> bool:
+        return self.set
+
+    @contextmanager
+    def on_sigint(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self.set = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+
+        previous = signal.signal(signal.SIGINT, handler)
         try:
-            for done, completion in enumerate(backend.generate(requests, prep.pipeline.generation), 1):
-                ex = by_id[completion.id]
-                record = _new_record(prep, ex, model, fingerprints[ex.id])
-                record.generation.update(
-                    raw=completion.text, tokens=completion.tokens, finish_reason=completion.finish_reason
-                )
-                parse_record(record, completion.text, completion.finish_reason == "length")
-                writer.append(record)
-                if done % batch == 0:
-                    writer.flush()
-                rate = done / (time.perf_counter() - start)
-                progress.update(task, advance=1, rate=rate)
-                yield record
+            yield
         finally:
-            writer.close()
+            signal.signal(signal.SIGINT, previous)
 
 
 def run_build(
@@ -184,56 +185,131 @@ def run_build(
     seed: int | None = None,
     out: str | Path | None = None,
     quiet: bool = False,
+    force: bool = False,
+    cache_path: str | Path | None = None,
+    pipeline_path: Path | None = None,
     console: Console | None = None,
 ) -> BuildResult:
     """Build (or continue) a run and export its dataset."""
     wall = time.perf_counter()
     console = console or Console(stderr=True, quiet=quiet)
-    prep = prepare(source, n=n, seed=seed)
+    prep = prepare(source, n=n, seed=seed, pipeline_path=pipeline_path)
     pipeline = prep.pipeline
     run = RunDir(out or Path("runs") / pipeline.name)
     model = identify(pipeline.model)
-    run.create()
-    run.read_manifest()
-    run.write_manifest(
-        {
-            "name": pipeline.name,
-            "config": pipeline.model_dump(mode="json"),
-            "config_fingerprint": pipeline.fingerprint(),
-            "pipeline_file": str(prep.source) if prep.source else None,
-            "templates": prep.templates.shas,
-            "model": {"id": model.model_id, "revision": model.revision, "dtype": model.dtype},
-            "seed": pipeline.seed,
-            "planned": len(prep.planned),
-        }
-    )
-    fingerprints = {
-        ex.id: request_fingerprint(model, prep.messages[ex.id], pipeline, ex.seed) for ex in prep.planned
-    }
-    done: dict[str, Record] = {}
-    for record in run.read_shards():
-        if fingerprints.get(record.id) == record.generation.get("fingerprint"):
-            done[record.id] = record
-    summary = BuildSummary(planned=len(prep.planned), reused=len(done))
-    todo = [ex for ex in prep.planned if ex.id not in done]
-    if todo:
-        backend = make_backend(pipeline.model)
-        gen_start = time.perf_counter()
-        for record in _generate(prep, backend, model, todo, fingerprints, run, console, quiet):
-            done[record.id] = record
-            summary.generated += 1
-            summary.tokens += int(record.generation.get("tokens", 0))
-        summary.generation_s = time.perf_counter() - gen_start
-    records = [done[ex.id] for ex in prep.planned]
-    run.write_records(records)
-    summary.planned_labels = dict(Counter(ex.label for ex in prep.planned))
-    summary.kept_labels = dict(Counter(r.label for r in records if r.status == "kept"))
-    summary.kept = sum(summary.kept_labels.values())
-    summary.rejected = Counter(reason for r in records if r.status == "rejected" for reason in r.reasons[:1])
-    dataset = export(pipeline, records, run.path)
+    items = [
+        WorkItem(
+            ex, prep.messages[ex.id], request_fingerprint(model, prep.messages[ex.id], pipeline, ex.seed)
+        )
+        for ex in prep.planned
+    ]
+    with run.lock():
+        if force:
+            run.reset()
+        had_manifest = run.read_manifest() is not None
+        previous = {r.id: r.generation.get("fingerprint", "") for r in run.read_shards()}
+        drift = _drift(previous, items) if had_manifest else Drift()
+        run.write_manifest(
+            {
+                "name": pipeline.name,
+                "config": pipeline.model_dump(mode="json"),
+                "config_fingerprint": pipeline.fingerprint(),
+                "pipeline_file": str(prep.source.resolve()) if prep.source else None,
+                "templates": prep.templates.shas,
+                "model": {"id": model.model_id, "revision": model.revision, "dtype": model.dtype},
+                "seed": pipeline.seed,
+                "planned": len(prep.planned),
+            }
+        )
+        if drift and not quiet:
+            console.print(
+                f"config changed since the last build of {run.path}: {drift.changed} requests changed, "
+                f"{drift.new} new, {drift.dropped} no longer planned; reusing the rest "
+                "(use --force to start over)",
+                highlight=False,
+            )
+        cache = CompletionCache(Path(cache_path) if cache_path else run.path / "cache.sqlite")
+        try:
+            records, summary = _generate_all(prep, run, model, items, cache, console, quiet)
+        finally:
+            cache.close()
+        summary.drift = drift
+        faults.point("quality")
+        run.write_records(records)
+        summary.finish(records, prep.planned, time.perf_counter() - wall)
+        write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+        dataset = export(pipeline, records, run.path)
     summary.wall_s = time.perf_counter() - wall
-    (run.path / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
     return BuildResult(dataset, summary, run.path)
+
+
+def _generate_all(
+    prep: Prepared,
+    run: RunDir,
+    model: ModelIdentity,
+    items: list[WorkItem],
+    cache: CompletionCache,
+    console: Console,
+    quiet: bool,
+) -> tuple[list[Record], BuildSummary]:
+    """Reuse shard records and cache hits; generate the rest. Records come back in plan order."""
+    pipeline = prep.pipeline
+    wanted = {i.example.id: i.fingerprint for i in items}
+    done = {r.id: r for r in run.read_shards() if wanted.get(r.id) == r.generation.get("fingerprint")}
+    summary = BuildSummary(planned=len(items), reused=len(done))
+    missing = [i for i in items if i.example.id not in done]
+    hits = cache.get_many(i.fingerprint for i in missing)
+    writer = run.shard_writer()
+    stop = _StopFlag()
+    try:
+        for item in missing:
+            if item.fingerprint in hits:
+                record = make_record(item, pipeline, prep.templates, model, hits[item.fingerprint])
+                writer.append(record)
+                done[record.id] = record
+                summary.cached += 1
+        writer.flush()
+        todo = [i for i in missing if i.fingerprint not in hits]
+        if todo:
+            backend = make_backend(pipeline.model)
+            faults.point("generation_start")
+            start = time.perf_counter()
+            with _progress(console) as progress, stop.on_sigint():
+                task = progress.add_task("generating", total=len(todo), rate=0.0, visible=not quiet)
+                for record in generate_records(
+                    todo, pipeline, prep.templates, model, backend, writer, cache, stop
+                ):
+                    done[record.id] = record
+                    summary.generated += 1
+                    summary.tokens += int(record.generation.get("tokens", 0))
+                    progress.update(task, advance=1, rate=summary.generated / (time.perf_counter() - start))
+            summary.generation_s = time.perf_counter() - start
+    except OSError as exc:
+        raise RunDirError(
+            f"{run.path}: cannot write ({exc.strerror or exc}); {len(done)} finished records are saved, "
+            f"fix the cause and continue with `textsynth resume {run.path}`"
+        ) from None
+    finally:
+        writer.close()
+    if stop():
+        raise Interrupted(str(run.path), len(done), len(items) - len(done))
+    return [done[i.example.id] for i in items], summary
+
+
+def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:
+    """Continue a run with the config recorded in its manifest."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise RunDirError(f"{run.path}: no such run directory (check the path)")
+    manifest = run.read_manifest()
+    if manifest is None:
+        raise RunDirError(f"{run.path}: no manifest.json, so nothing to resume; use `textsynth build`")
+    try:
+        pipeline = Pipeline.model_validate(manifest["config"])
+    except (KeyError, ValidationError):
+        raise RunDirError(f"{run.manifest_path}: config missing or invalid; rebuild with --force") from None
+    source = manifest.get("pipeline_file")
+    return run_build(pipeline, out=run.path, quiet=quiet, pipeline_path=Path(source) if source else None)
 
 
 def build(

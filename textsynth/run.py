@@ -6,6 +6,7 @@ per batch; everything after generation is derived from the shards and rewritten 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -47,6 +48,8 @@ def write_atomic(path: Path, text: str) -> None:
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder that replaces `target` only if the block succeeds."""
+    for stale in target.parent.glob(f".{target.name}.*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a killed export
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         yield tmp
@@ -81,14 +84,59 @@ class RunDir:
         except PermissionError:
             raise RunDirError(f"{self.path}: not writable (choose another --out)") from None
 
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory's writer lock; a second build on it fails at once."""
+        self.create()
+        fh = (self.path / ".lock").open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "?"
+                raise RunDirError(
+                    f"{self.path}: another textsynth build (pid {holder}) is writing here; "
+                    "wait for it to finish or choose another --out"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fh.close()
+
+    def reset(self) -> None:
+        """Forget earlier work (`--force`): shards, cache, snapshots and exports."""
+        for name in ("shards", "dataset"):
+            shutil.rmtree(self.path / name, ignore_errors=True)
+        for name in (
+            "manifest.json",
+            "records.jsonl",
+            "summary.json",
+            "data.jsonl",
+            "cache.sqlite",
+            "cache.sqlite-wal",
+            "cache.sqlite-shm",
+        ):
+            (self.path / name).unlink(missing_ok=True)
+        self.shards.mkdir(parents=True, exist_ok=True)
+
     def read_manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.exists():
             return None
-        manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        if manifest.get("schema_version") != SCHEMA_VERSION:
+        try:
+            manifest = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
             raise RunDirError(
-                f"{self.manifest_path}: run directory has schema_version "
-                f"{manifest.get('schema_version')}, this textsynth writes {SCHEMA_VERSION} "
+                f"{self.manifest_path}: corrupt manifest; rebuild with --force or choose another --out"
+            ) from None
+        found = manifest.get("schema_version") if isinstance(manifest, dict) else None
+        if found != SCHEMA_VERSION:
+            raise RunDirError(
+                f"{self.manifest_path}: run directory has schema_version {found}, "
+                f"this textsynth writes {SCHEMA_VERSION} "
                 "(build into a new --out, or rebuild with --force)"
             )
         return manifest
@@ -105,6 +153,8 @@ class RunDir:
     def shard_writer(self) -> ShardWriter:
         """A writer on a new shard file; earlier shards are never touched again."""
         index = len(list(self.shards.glob("shard-*.jsonl")))
+        while (self.shards / f"shard-{index:05d}.jsonl").exists():
+            index += 1
         return ShardWriter(self.shards / f"shard-{index:05d}.jsonl")
 
     def read_shards(self) -> Iterator[Record]:
@@ -114,7 +164,10 @@ class RunDir:
                 for line in fh:
                     if not line.endswith("\n"):
                         break  # torn write from a killed process; its record is regenerated
-                    yield Record.from_json(line)
+                    try:
+                        yield Record.from_json(line)
+                    except (json.JSONDecodeError, TypeError):
+                        continue  # a damaged line is regenerated like a missing one
 
     def write_records(self, records: Iterable[Record]) -> None:
         """Replace the snapshot of all records after the post-generation stages."""

@@ -57,6 +57,7 @@ class PromptTemplates:
     """The system and user templates of a pipeline, loaded and checked once."""
 
     def __init__(self, pipeline: Pipeline, dirs: list[Path]) -> None:
+        # An included template is resolved by the same loader, so it cannot leave `dirs` either.
         self.pipeline = pipeline
         self.dirs = dirs
         self.env = SandboxedEnvironment(
@@ -121,6 +122,11 @@ class PromptTemplates:
                 text = template.compiled.render(ctx).strip()
             except SecurityError as exc:
                 raise TemplateError(f"{template.name}: blocked by the template sandbox: {exc}") from None
+            except jinja2.TemplateNotFound as exc:
+                raise TemplateError(
+                    f"{template.name}: includes {exc.name!r}, which is not in the prompt directories "
+                    "(templates may only include files under prompts/)"
+                ) from None
             except jinja2.UndefinedError as exc:
                 raise TemplateError(
                     f"{template.name}: {exc.message} for label {example.label!r} at leaf "

@@ -1,0 +1,451 @@
+"""Generation throughput of textsynth against the obvious alternatives, in one process.
+
+textsynth ships its own decode loop (TransformersBackend) on the claim that it beats calling
+transformers directly. This script checks that claim on the embedded default model
+(SmolLM2-135M-Instruct, Q4_1 GGUF dequantized by textsynth) with the same prompts and sampling
+parameters for every method:
+
+1. baseline_pipeline      transformers `pipeline("text-generation")`, fp32, one prompt at a time
+                          (on a subset; rates are per-example, so they carry over to N)
+2. plain_generate_bf16    `model.generate` on the bf16 model, left-padded batches
+3. llama_cpp              llama-cpp-python on the GGUF itself, if it is installed
+4. textsynth_backend      TransformersBackend.generate, bf16
+5. textsynth_end_to_end   textsynth.pipeline.run_build on pipelines/sentiment.yaml (plan, render,
+                          generate, parse, store, export), model already loaded
+
+Generated tokens are counted per row up to and including its EOS, never padding or steps taken
+after the row ended. Models are loaded and warmed up before any timing.
+
+    python benchmarks/bench_generate.py --n 64 [--batch 64] [--baseline-subset 6] [--json out.json]
+    python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from textsynth.backends.base import Request
+from textsynth.backends.transformers import TransformersBackend
+from textsynth.config import GenerationParams, ModelConfig
+from textsynth.models import LoadedModel, default_gguf, load_model, resolve_dtype
+from textsynth.pipeline import run_build
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = ROOT / "pipelines" / "sentiment.yaml"
+LABELS = ("positive", "negative", "neutral")
+PRODUCTS = (
+    "blender",
+    "pair of wireless headphones",
+    "laptop",
+    "pair of running shoes",
+    "coffee maker",
+    "backpack",
+    "smartphone",
+    "electric toothbrush",
+    "office chair",
+    "board game",
+    "vacuum cleaner",
+    "desk lamp",
+    "water bottle",
+    "mechanical keyboard",
+    "air fryer",
+    "winter jacket",
+    "smartwatch",
+    "camping tent",
+    "bluetooth speaker",
+    "kitchen knife set",
+)
+PARAMS = GenerationParams(max_new_tokens=96, temperature=0.8, top_p=0.95, top_k=50)
+SEED = 0
+SCALING_N = (64, 256, 1024)
+SCALING_BATCH = (32, 64, 128)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass
+class Row:
+    """One measured method: what it produced and how long it took."""
+
+    name: str
+    examples: int
+    tokens: int
+    wall_s: float
+    note: str = ""
+
+    @property
+    def examples_per_s(self) -> float:
+        return self.examples / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.wall_s if self.wall_s else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "examples_per_s": self.examples_per_s, "tokens_per_s": self.tokens_per_s}
+
+
+# ---------------------------------------------------------------- prompts and token counting
+
+
+def make_prompts(n: int) -> list[Messages]:
+    """N chat prompts cycling over label × product (3 and 20 are coprime: 60 distinct prompts)."""
+    return [
+        [
+            {
+                "role": "user",
+                "content": f"Write one short {LABELS[i % len(LABELS)]} customer review about a "
+                f"{PRODUCTS[i % len(PRODUCTS)]}. Output only the review.",
+            }
+        ]
+        for i in range(n)
+    ]
+
+
+def make_requests(prompts: Sequence[Messages]) -> list[Request]:
+    return [Request(f"r{i}", messages, SEED + i) for i, messages in enumerate(prompts)]
+
+
+def tokens_through_eos(new_ids: torch.Tensor, eos: torch.Tensor) -> list[int]:
+    """Per row of generated ids (rows, steps): tokens up to and including the first EOS.
+
+    A row without EOS ran to the last step (generation only stops early once every row ended),
+    so it counts every column.
+    """
+    hit = torch.isin(new_ids, eos)
+    first = hit.int().argmax(dim=-1) + 1
+    return torch.where(hit.any(dim=-1), first, new_ids.shape[-1]).tolist()
+
+
+def left_pad(encoded: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) of a left-padded batch."""
+    width = max(len(ids) for ids in encoded)
+    input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded])
+    attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+    return input_ids, attention
+
+
+def sampling_kwargs(params: GenerationParams) -> dict[str, Any]:
+    return {
+        "max_new_tokens": params.max_new_tokens,
+        "do_sample": True,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "top_k": params.top_k,
+    }
+
+
+# ---------------------------------------------------------------- the methods
+
+
+def run_baseline_pipeline(
+    pipe: Any, backend: TransformersBackend, prompts: Sequence[Messages], params: GenerationParams
+) -> tuple[int, float]:
+    """One `pipeline(...)` call per prompt; (generated tokens, wall seconds)."""
+    prompt_ids = [backend.encode(messages) for messages in prompts]
+    eos = backend.eos
+    tokens = 0
+    start = time.perf_counter()
+    for messages, prompt in zip(prompts, prompt_ids, strict=True):
+        out = pipe(messages, return_tensors=True, **sampling_kwargs(params))
+        sequence = list(out[0]["generated_token_ids"])
+        if sequence[: len(prompt)] != prompt:
+            raise RuntimeError("pipeline encoded the prompt differently from TransformersBackend.encode")
+        tokens += tokens_through_eos(torch.tensor([sequence[len(prompt) :]]), eos)[0]
+    return tokens, time.perf_counter() - start
+
+
+def run_plain_generate(
+    loaded: LoadedModel,
+    backend: TransformersBackend,
+    prompts: Sequence[Messages],
+    params: GenerationParams,
+    batch: int,
+) -> tuple[int, float]:
+    """`model.generate` over left-padded batches of `batch` prompts; (generated tokens, wall seconds)."""
+    model, pad_id = loaded.model, loaded.tokenizer.pad_token_id
+    eos = backend.eos
+    tokens = 0
+    start = time.perf_counter()
+    for first in range(0, len(prompts), batch):
+        encoded = [backend.encode(messages) for messages in prompts[first : first + batch]]
+        input_ids, attention = left_pad(encoded, pad_id)
+        with torch.inference_mode():
+            out = model.generate(
+                input_ids=input_ids.to(model.device),
+                attention_mask=attention.to(model.device),
+                pad_token_id=pad_id,
+                **sampling_kwargs(params),
+            )
+        tokens += sum(tokens_through_eos(out[:, input_ids.shape[1] :].cpu(), eos))
+    return tokens, time.perf_counter() - start
+
+
+def load_llama() -> Any | None:
+    """A llama_cpp.Llama on the default GGUF, or None when llama-cpp-python is not installed."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    return llama_cpp.Llama(model_path=str(default_gguf()), n_threads=2, n_ctx=1024, seed=SEED, verbose=False)
+
+
+def run_llama_cpp(llm: Any, prompts: Sequence[Messages], params: GenerationParams) -> tuple[int, float]:
+    """Sequential chat completions; (generated tokens, wall seconds).
+
+    llama-cpp-python's `completion_tokens` leaves out the end-of-generation token, so a
+    completion that stopped counts one more, like the other methods.
+    """
+    tokens = 0
+    start = time.perf_counter()
+    for messages in prompts:
+        out = llm.create_chat_completion(
+            messages=messages,
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+        )
+        stopped = out["choices"][0]["finish_reason"] == "stop"
+        tokens += int(out["usage"]["completion_tokens"]) + int(stopped)
+    return tokens, time.perf_counter() - start
+
+
+def run_backend(
+    backend: TransformersBackend, requests: Sequence[Request], params: GenerationParams
+) -> tuple[int, int, float]:
+    """TransformersBackend.generate; (completions, generated tokens, wall seconds)."""
+    examples = tokens = 0
+    start = time.perf_counter()
+    for completion in backend.generate(requests, params):
+        examples += 1
+        tokens += completion.tokens
+    return examples, tokens, time.perf_counter() - start
+
+
+def run_end_to_end(n: int) -> tuple[Any, float]:
+    """A whole build into a fresh temporary run directory; (BuildSummary, wall seconds)."""
+    with tempfile.TemporaryDirectory(prefix="textsynth-bench-") as tmp:
+        start = time.perf_counter()
+        result = run_build(PIPELINE, n=n, out=Path(tmp) / "run", quiet=True)
+        wall = time.perf_counter() - start
+    return result.summary, wall
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_description() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?"
+    )
+    flags = [f for f in ("amx_bf16", "avx512_bf16") if f" {f}" in info]
+    return f"{model} (bf16 flags: {', '.join(flags) or 'none'})"
+
+
+def environment() -> dict[str, Any]:
+    return {
+        "cpu": cpu_description(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "params": PARAMS.model_dump(),
+    }
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    header = (
+        f"{'method':<24} {'examples':>8} {'gen tokens':>10} {'wall s':>8} {'examples/s':>10} {'tokens/s':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(
+            f"{row.name:<24} {row.examples:>8} {row.tokens:>10} {row.wall_s:>8.2f} "
+            f"{row.examples_per_s:>10.3f} {row.tokens_per_s:>9.1f}" + (f"  {row.note}" if row.note else "")
+        )
+
+
+def compute_ratios(rows: dict[str, Row]) -> dict[str, float]:
+    """The comparisons the benchmark exists for (only those whose rows were measured)."""
+    wanted = [
+        ("textsynth_backend", "baseline_pipeline", "examples/s"),
+        ("textsynth_backend", "llama_cpp", "examples/s"),
+        ("textsynth_backend", "plain_generate_bf16", "tokens/s"),
+        ("textsynth_end_to_end", "baseline_pipeline", "examples/s"),
+    ]
+    ratios: dict[str, float] = {}
+    for top, bottom, unit in wanted:
+        if top in rows and bottom in rows:
+            attr = "examples_per_s" if unit == "examples/s" else "tokens_per_s"
+            denominator = getattr(rows[bottom], attr)
+            if denominator:
+                ratios[f"{top} vs {bottom} ({unit})"] = getattr(rows[top], attr) / denominator
+    return ratios
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+# ---------------------------------------------------------------- drivers
+
+
+def load(dtype: str) -> LoadedModel:
+    log(f"loading the default model in {dtype}")
+    return load_model(ModelConfig(dtype=dtype))
+
+
+def compare(n: int, batch: int, subset: int) -> tuple[list[Row], dict[str, float], list[str]]:
+    """All five methods in order; (rows, ratios, notes about skipped methods)."""
+    fp32, bf16 = load("float32"), load("bfloat16")
+    backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
+    prompts = make_prompts(n)
+    warm = GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
+    rows: list[Row] = []
+    notes: list[str] = []
+
+    pipe = transformers.pipeline("text-generation", model=fp32.model, tokenizer=fp32.tokenizer)
+    run_baseline_pipeline(pipe, backend, prompts[:1], warm)
+    subset = min(subset, n)
+    log(f"baseline_pipeline: {subset} prompts, one at a time, fp32")
+    torch.manual_seed(SEED)
+    tokens, wall = run_baseline_pipeline(pipe, backend, prompts[:subset], PARAMS)
+    scale = n / subset
+    rows.append(
+        Row(
+            "baseline_pipeline",
+            subset,
+            tokens,
+            wall,
+            f"fp32, {subset}/{n} prompts; ~{wall * scale:.0f} s for {n}",
+        )
+    )
+    del pipe
+
+    run_plain_generate(bf16, backend, prompts[:2], warm, batch)
+    log(f"plain_generate_bf16: {n} prompts, batch {batch}")
+    torch.manual_seed(SEED)
+    tokens, wall = run_plain_generate(bf16, backend, prompts, PARAMS, batch)
+    rows.append(Row("plain_generate_bf16", n, tokens, wall, f"bf16, batch {batch}"))
+
+    llm = load_llama()
+    if llm is None:
+        notes.append("llama_cpp: skipped (`import llama_cpp` failed: llama-cpp-python is not installed)")
+        log(notes[-1])
+    else:
+        run_llama_cpp(llm, prompts[:1], warm)
+        log(f"llama_cpp: {n} prompts, sequential, n_threads=2")
+        tokens, wall = run_llama_cpp(llm, prompts, PARAMS)
+        rows.append(Row("llama_cpp", n, tokens, wall, "Q4_1 GGUF, n_threads=2"))
+        del llm
+
+    requests = make_requests(prompts)
+    run_backend(backend, requests[:2], warm)
+    log(f"textsynth_backend: {n} prompts, batch {batch}")
+    examples, tokens, wall = run_backend(backend, requests, PARAMS)
+    rows.append(Row("textsynth_backend", examples, tokens, wall, f"bf16, batch {batch}"))
+
+    log("textsynth_end_to_end: warm-up build (n=3)")
+    run_end_to_end(3)
+    log(f"textsynth_end_to_end: build of {PIPELINE.name} with n={n}")
+    summary, wall = run_end_to_end(n)
+    e2e_dtype = resolve_dtype("auto")
+    rows.append(
+        Row(
+            "textsynth_end_to_end",
+            n,
+            summary.tokens,
+            wall,
+            f"{e2e_dtype}, yaml's own prompts/params; generate {summary.generation_s:.1f} s, "
+            f"kept {summary.kept}/{summary.planned}",
+        )
+    )
+    return rows, compute_ratios({row.name: row for row in rows}), notes
+
+
+def scaling(ns: Sequence[int], batches: Sequence[int]) -> list[Row]:
+    """textsynth_backend alone over a grid of N × batch size."""
+    bf16 = load("bfloat16")
+    warm = GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
+    rows: list[Row] = []
+    for batch in batches:
+        backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
+        run_backend(backend, make_requests(make_prompts(2)), warm)
+        for n in ns:
+            log(f"scaling: textsynth_backend n={n} batch={batch}")
+            examples, tokens, wall = run_backend(backend, make_requests(make_prompts(n)), PARAMS)
+            rows.append(Row(f"n={n} batch={batch}", examples, tokens, wall))
+    return rows
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=64, help="prompts per method (default 64)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size for batched methods (default 64)")
+    parser.add_argument(
+        "--baseline-subset", type=int, default=6, help="prompts the slow pipeline baseline runs (default 6)"
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    parser.add_argument("--scaling", action="store_true", help="only textsynth_backend over N × batch")
+    parser.add_argument("--scaling-n", type=int, nargs="+", default=list(SCALING_N), metavar="N")
+    parser.add_argument("--scaling-batch", type=int, nargs="+", default=list(SCALING_BATCH), metavar="B")
+    args = parser.parse_args(argv)
+    for name in ("n", "batch", "baseline_subset"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    env = environment()
+    print(
+        f"# {env['cpu']}; torch {env['torch']} ({env['torch_threads']} threads), "
+        f"transformers {env['transformers']}; params {env['params']}"
+    )
+    results: dict[str, Any] = {"environment": env}
+    if args.scaling:
+        rows = scaling(args.scaling_n, args.scaling_batch)
+        print_table(rows)
+        results["scaling"] = [row.to_dict() for row in rows]
+    else:
+        rows, ratios, notes = compare(args.n, args.batch, args.baseline_subset)
+        print_table(rows)
+        for note in notes:
+            print(note)
+        print()
+        for label, value in ratios.items():
+            print(f"{label}: {value:.2f}x")
+        results.update(
+            n=args.n, batch=args.batch, rows=[row.to_dict() for row in rows], ratios=ratios, notes=notes
+        )
+    results["peak_rss_mib"] = peak_rss_mib()
+    print(f"peak RSS: {results['peak_rss_mib']:.0f} MiB")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

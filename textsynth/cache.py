@@ -1,0 +1,61 @@
+"""Per-request completion cache (SQLite), keyed on the full request fingerprint.
+
+The key covers model id + revision + dtype, the rendered prompt, every generation parameter and
+the record's seed, so a changed input always misses and an unchanged one always hits; batch
+size, device and thread count are deliberately not part of it. It may live in the run directory
+or be shared between runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from textsynth.backends.base import Completion
+from textsynth.errors import RunDirError
+
+
+class CompletionCache:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS completions (fingerprint TEXT PRIMARY KEY, "
+                "text TEXT NOT NULL, tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL)"
+            )
+        except sqlite3.DatabaseError as exc:
+            raise RunDirError(f"{path}: unusable cache ({exc}); delete it or rebuild with --force") from None
+
+    def get_many(self, fingerprints: Iterable[str]) -> dict[str, Completion]:
+        """Cached completions by fingerprint; the completion's id is its fingerprint."""
+        wanted = list(fingerprints)
+        found: dict[str, Completion] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT fingerprint, text, tokens, finish_reason FROM completions "
+                f"WHERE fingerprint IN ({marks})",
+                chunk,
+            )
+            for fp, text, tokens, reason in rows:
+                found[fp] = Completion(fp, text, tokens, reason)
+        return found
+
+    def put_many(self, items: Iterable[tuple[str, Completion]]) -> None:
+        """Store completions in one durable transaction."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?)",
+                [(fp, c.text, c.tokens, c.finish_reason) for fp, c in items],
+            )
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM completions").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
