@@ -24,17 +24,19 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def gumbel_noise(seeds: np.ndarray, step: int, width: int) -> torch.Tensor:
+def gumbel_noise(seeds: np.ndarray, steps: np.ndarray, width: int) -> torch.Tensor:
     """Gumbel(0, 1) noise of shape (rows, width), a pure function of (seed, step, column)."""
     with np.errstate(over="ignore"):
-        counter = np.uint64(step) * np.uint64(width) + np.arange(width, dtype=np.uint64)
-        bits = _splitmix64(_splitmix64(seeds.astype(np.uint64)[:, None]) ^ counter[None, :])
+        counter = steps.astype(np.uint64)[:, None] * np.uint64(width) + np.arange(width, dtype=np.uint64)
+        bits = _splitmix64(_splitmix64(seeds.astype(np.uint64)[:, None]) ^ counter)
     uniform = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
     return torch.from_numpy(-np.log(-np.log(uniform))).float()
 
 
-def sample_next(logits: torch.Tensor, seeds: np.ndarray, step: int, params: GenerationParams) -> torch.Tensor:
-    """Next token ids (rows,) from float logits (rows, vocab)."""
+def sample_next(
+    logits: torch.Tensor, seeds: np.ndarray, steps: np.ndarray, params: GenerationParams
+) -> torch.Tensor:
+    """Next token ids (rows,) from logits (rows, vocab); `steps` is each row's token index."""
     if params.temperature == 0:
         return logits.argmax(dim=-1)
     scaled = logits.float() / params.temperature
@@ -46,6 +48,6 @@ def sample_next(logits: torch.Tensor, seeds: np.ndarray, step: int, params: Gene
         probs = values.softmax(dim=-1)
         before = probs.cumsum(dim=-1) - probs
         values = values.masked_fill(before > params.top_p, float("-inf"))
-    noise = gumbel_noise(seeds, step, values.shape[-1]).to(values.device)
+    noise = gumbel_noise(seeds, steps, values.shape[-1]).to(values.device)
     choice = (values + noise).argmax(dim=-1, keepdim=True)
     return index.gather(-1, choice).squeeze(-1)

@@ -1,21 +1,14 @@
-"""Default backend: a local Hugging Face model driven by textsynth's own decode loop.
-
-`model.generate` spends steps on rows that already ended and samples over the whole
-vocabulary; this loop prefills a length-sorted, left-padded batch once, drops finished rows
-from the KV cache, and samples with per-record seeded noise (see sampling.py).
-"""
+"""Default backend: a local Hugging Face model driven by textsynth's own decode loop (decode.py)."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator, Sequence
 
-import numpy as np
 import torch
-from transformers import DynamicCache
 
 from textsynth.backends.base import Backend, Completion, Request
-from textsynth.backends.sampling import sample_next
+from textsynth.backends.decode import DecodeLoop
 from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ConfigError
 from textsynth.models import LoadedModel, load_model
@@ -29,7 +22,7 @@ class TransformersBackend(Backend):
         self.revision = self.loaded.revision
         self.dtype = self.loaded.dtype
         eos = self.loaded.model.generation_config.eos_token_id
-        eos_ids = eos if isinstance(eos, list) else [eos]
+        eos_ids = list(eos) if isinstance(eos, list) else [eos]
         if self.loaded.tokenizer.eos_token_id is not None:
             eos_ids.append(self.loaded.tokenizer.eos_token_id)
         self.eos = torch.tensor(sorted({e for e in eos_ids if e is not None}))
@@ -56,68 +49,11 @@ class TransformersBackend(Backend):
 
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
-        for start in range(0, len(encoded), self.batch_size):
-            yield from self._decode(encoded[start : start + self.batch_size], params)
-
-    @torch.inference_mode()
-    def _decode(
-        self, batch: list[tuple[Request, list[int]]], params: GenerationParams
-    ) -> Iterator[Completion]:
-        model, tok = self.loaded.model, self.loaded.tokenizer
-        device = model.device
-        width = max(len(ids) for _, ids in batch)
-        pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for _, ids in batch], device=device)
-        attention = torch.tensor(
-            [[0] * (width - len(ids)) + [1] * len(ids) for _, ids in batch], device=device
+        loop = DecodeLoop(
+            self.loaded.model, self.eos, self.loaded.tokenizer.pad_token_id, self.batch_size, self._cache_arg
         )
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
-        rows = [r for r, _ in batch]
-        seeds = np.array([r.seed for r in rows], dtype=np.uint64)
-        out_tokens: list[list[int]] = [[] for _ in rows]
-        cache = DynamicCache(config=model.config)
-        logits = model(
-            input_ids=input_ids,
-            attention_mask=attention,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=1,
-            **{self._cache_arg: cache},
-        ).logits[:, -1, :]
-        next_pos = positions[:, -1:] + 1
-        eos = self.eos.to(device)
-        for step in range(params.max_new_tokens):
-            token = sample_next(logits, seeds, step, params)
-            ended = torch.isin(token, eos)
-            if step == params.max_new_tokens - 1:
-                ended = torch.ones_like(ended)
-            token_list = token.tolist()
-            ended_list = ended.tolist()
-            for i, t in enumerate(token_list):
-                out_tokens[i].append(t)
-                if ended_list[i]:
-                    yield self._completion(rows[i], out_tokens[i], t in self.eos.tolist())
-            if all(ended_list):
-                return
-            if any(ended_list):
-                keep = (~ended).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
-                attention, next_pos, token = attention[keep], next_pos[keep], token[keep]
-                kept = keep.tolist()
-                rows = [rows[i] for i in kept]
-                out_tokens = [out_tokens[i] for i in kept]
-                seeds = seeds[kept]
-            attention = torch.cat([attention, attention.new_ones(len(rows), 1)], dim=-1)
-            logits = model(
-                input_ids=token[:, None],
-                attention_mask=attention,
-                position_ids=next_pos,
-                use_cache=True,
-                **{self._cache_arg: cache},
-            ).logits[:, -1, :]
-            next_pos = next_pos + 1
-
-    def _completion(self, request: Request, tokens: list[int], stopped: bool) -> Completion:
-        body = tokens[:-1] if stopped else tokens
-        text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
-        return Completion(request.id, text, len(tokens), "stop" if stopped else "length")
+        items = [(r, r.seed, ids) for r, ids in encoded]
+        for request, tokens, stopped in loop.run(items, params):
+            body = tokens[:-1] if stopped else tokens
+            text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
+            yield Completion(request.id, text, len(tokens), "stop" if stopped else "length")

@@ -1,0 +1,201 @@
+"""Continuous-batching decode loop around a causal LM's forward pass.
+
+What `model.generate` leaves on the table on a CPU, and what this loop does instead:
+- rows that ended keep being computed until the whole batch ends → finished rows are dropped
+  from the KV cache and their slots refilled from the queue, so (almost) no step is wasted;
+- every prompt recomputes the shared system prompt and template head → the longest common
+  token prefix of all prompts is run once and its KV cache is copied to each new row;
+- sampling sorts the whole vocabulary → top-k first, then top-p, then seeded Gumbel-max
+  (sampling.py), which also makes each row's sample independent of its batch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from textsynth.backends.sampling import sample_next
+from textsynth.config import GenerationParams
+
+
+@dataclass
+class Row:
+    key: object
+    seed: int
+    tokens: list[int]
+
+
+@dataclass
+class Active:
+    """The rows being decoded, with their KV cache and the logits of their next token."""
+
+    rows: list[Row]
+    cache: DynamicCache
+    attention: torch.Tensor  # (rows, cache length), 0 = padding
+    next_pos: torch.Tensor  # (rows, 1) position of the next token
+    logits: torch.Tensor  # (rows, vocab)
+
+
+def common_prefix(prompts: list[list[int]]) -> int:
+    """Length of the token prefix shared by all prompts, leaving each at least one token."""
+    if not prompts:
+        return 0
+    first, limit = prompts[0], min(len(p) for p in prompts) - 1
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
+
+
+def _layers(cache: DynamicCache) -> list:
+    return list(cache.layers)
+
+
+def _cat_caches(a: Active, b: Active) -> DynamicCache:
+    """Join two caches along the batch, left-padding the shorter one with (masked) zeros."""
+    width = max(a.attention.shape[1], b.attention.shape[1])
+    for la, lb in zip(_layers(a.cache), _layers(b.cache)):
+        for name in ("keys", "values"):
+            ta, tb = getattr(la, name), getattr(lb, name)
+            ta = F.pad(ta, (0, 0, width - ta.shape[2], 0))
+            tb = F.pad(tb, (0, 0, width - tb.shape[2], 0))
+            setattr(la, name, torch.cat([ta, tb], dim=0))
+    return a.cache
+
+
+class DecodeLoop:
+    """Generates completions for many prompts with at most `batch_size` rows at a time."""
+
+    def __init__(self, model, eos_ids: torch.Tensor, pad_id: int, batch_size: int, cache_arg: str) -> None:
+        self.model = model
+        self.eos_ids = eos_ids.to(model.device)
+        self.eos_set = set(eos_ids.tolist())
+        self.pad_id = pad_id
+        self.batch_size = batch_size
+        self.cache_arg = cache_arg
+        self.refill_at = max(1, batch_size // 8)
+
+    def _forward(self, ids, attention, positions, cache) -> torch.Tensor:
+        out = self.model(
+            input_ids=ids,
+            attention_mask=attention,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_arg: cache},
+        )
+        return out.logits[:, -1, :]
+
+    def _prefix_cache(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if not prefix:
+            return []
+        cache = DynamicCache(config=self.model.config)
+        ids = torch.tensor([prefix], device=self.model.device)
+        pos = torch.arange(len(prefix), device=self.model.device)[None]
+        self._forward(ids, torch.ones_like(ids), pos, cache)
+        return [(layer.keys, layer.values) for layer in _layers(cache)]
+
+    def _prefill(
+        self,
+        items: list[tuple[object, int, list[int]]],
+        prefix: list[tuple[torch.Tensor, torch.Tensor]],
+        plen: int,
+    ) -> Active:
+        device = self.model.device
+        suffixes = [ids[plen:] for _, _, ids in items]
+        width = max(len(s) for s in suffixes)
+        ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in suffixes], device=device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + plen
+        cache = DynamicCache(config=self.model.config)
+        for layer_idx, (k, v) in enumerate(prefix):
+            n = len(items)
+            cache.update(
+                k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous(), layer_idx
+            )
+        attention = torch.cat([mask.new_ones(len(items), plen), mask], dim=1)
+        logits = self._forward(ids, attention, positions, cache)
+        rows = [Row(key, seed, []) for key, seed, _ in items]
+        return Active(rows, cache, attention, positions[:, -1:] + 1, logits)
+
+    def _merge(self, a: Active | None, b: Active) -> Active:
+        if a is None:
+            return b
+        width = max(a.attention.shape[1], b.attention.shape[1])
+        cache = _cat_caches(a, b)
+        attention = torch.cat(
+            [
+                F.pad(a.attention, (width - a.attention.shape[1], 0)),
+                F.pad(b.attention, (width - b.attention.shape[1], 0)),
+            ]
+        )
+        return Active(
+            a.rows + b.rows,
+            cache,
+            attention,
+            torch.cat([a.next_pos, b.next_pos]),
+            torch.cat([a.logits, b.logits]),
+        )
+
+    @staticmethod
+    def _keep(active: Active, keep: list[int]) -> Active:
+        """Drop ended rows and the leading cache columns that only padding still uses."""
+        index = torch.tensor(keep, device=active.attention.device)
+        active.cache.batch_select_indices(index)
+        attention = active.attention[index]
+        lead = int(attention.any(dim=0).int().argmax())
+        if lead:
+            attention = attention[:, lead:]
+            for layer in _layers(active.cache):
+                layer.keys = layer.keys[:, :, lead:]
+                layer.values = layer.values[:, :, lead:]
+        return Active(
+            [active.rows[i] for i in keep],
+            active.cache,
+            attention,
+            active.next_pos[index],
+            active.logits[index],
+        )
+
+    @torch.inference_mode()
+    def run(
+        self, items: list[tuple[object, int, list[int]]], params: GenerationParams
+    ) -> Iterator[tuple[object, list[int], bool]]:
+        """Yield (key, tokens, stopped_on_eos) per item as rows end. items: (key, seed, prompt ids)."""
+        plen = common_prefix([ids for _, _, ids in items])
+        prefix = self._prefix_cache(items[0][2][:plen]) if items else []
+        queue = deque(items)
+        active: Active | None = None
+        while queue or active is not None:
+            free = self.batch_size - (len(active.rows) if active else 0)
+            if queue and (active is None or free >= min(self.refill_at, len(queue))):
+                take = [queue.popleft() for _ in range(min(free, len(queue)))]
+                active = self._merge(active, self._prefill(take, prefix, plen))
+            if active is None:
+                break
+            seeds = np.array([r.seed for r in active.rows], dtype=np.uint64)
+            steps = np.array([len(r.tokens) for r in active.rows], dtype=np.uint64)
+            token = sample_next(active.logits, seeds, steps, params)
+            token_list = token.tolist()
+            keep: list[int] = []
+            for i, (row, t) in enumerate(zip(active.rows, token_list)):
+                row.tokens.append(t)
+                if t in self.eos_set or len(row.tokens) >= params.max_new_tokens:
+                    yield row.key, row.tokens, t in self.eos_set
+                else:
+                    keep.append(i)
+            if not keep:
+                active = None
+                continue
+            if len(keep) < len(active.rows):
+                active = self._keep(active, keep)
+                token = token[torch.tensor(keep, device=token.device)]
+            active.attention = torch.cat([active.attention, active.attention.new_ones(len(keep), 1)], dim=1)
+            active.logits = self._forward(token[:, None], active.attention, active.next_pos, active.cache)
+            active.next_pos = active.next_pos + 1
