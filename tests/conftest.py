@@ -24,6 +24,13 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
     return run_build(SENTIMENT, n=12, seed=3, out=out, quiet=True)
 
 
+@pytest.fixture(scope="session")
+def built150(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """A 150-example build of pipelines/sentiment.yaml with every quality stage on."""
+    out = tmp_path_factory.mktemp("runs") / "sentiment150"
+    return run_build(SENTIMENT, n=150, seed=5, out=out, quiet=True)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A writable copy of pipelines/ and prompts/ for tests that edit them."""

@@ -181,6 +181,19 @@ CASES: dict[str, tuple[Setup, str]] = {
         "redefines attribute 'product'",
     ),
     "n_over_leaf_cap": (_leaf_cap, "max_per_leaf"),
+    # quality stage
+    "threshold_out_of_range": (
+        _yaml("  top_k: 50", "  top_k: 50\nquality:\n  dedup:\n    min_cosine_similarity: 1.5"),
+        "quality.dedup.min_cosine_similarity",
+    ),
+    "unknown_filter": (
+        _yaml("  top_k: 50", "  top_k: 50\nquality:\n  filters:\n    profanity: true"),
+        "quality.filters.profanity",
+    ),
+    "embedding_model_missing": (
+        _yaml("  top_k: 50", "  top_k: 50\nquality:\n  embedding_model: ./no/encoder"),
+        "quality.embedding_model",
+    ),
     # templates
     "missing_template": (_yaml("user: review_user.jinja", "user: nope.jinja"), "'nope.jinja' not found"),
     "undefined_variable": (_template(b"Write about {{ colour }}."), "undefined variable 'colour'"),

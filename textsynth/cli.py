@@ -67,8 +67,11 @@ def summary_table(summary: Any, run_dir: Path) -> Table:
         table.add_row(f"rejected: {reason}", str(count))
     for label, planned in summary.planned_labels.items():
         table.add_row(f"label {label}", f"{summary.kept_labels.get(label, 0)} / {planned}")
-    table.add_row("generated tokens", str(summary.tokens))
-    table.add_row("generation time", f"{summary.generation_s:.1f} s")
+    for label, short in summary.shortfall.items():
+        table.add_row(f"short of quota: {label}", str(short))
+    table.add_row("top-up rounds", str(summary.top_up_rounds))
+    table.add_row("generated tokens", str(summary.gen.tokens))
+    table.add_row("generation time", f"{summary.gen.seconds:.1f} s")
     table.add_row("examples/s", f"{summary.examples_per_s:.2f}")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
     return table
@@ -78,11 +81,29 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar or tabl
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line on stdout.")]
 
 
+def funnel_table(funnel: Any) -> Table:
+    table = Table(title="funnel (kept after each step)")
+    labels = list(funnel.by_label["planned"])
+    table.add_column("step")
+    table.add_column("total", justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    table.add_column("rejected here")
+    for step in funnel.steps:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(funnel.reasons.get(step, {}).items()) if v)
+        row = [str(funnel.by_label[step].get(label, 0)) for label in labels]
+        table.add_row(step, str(funnel.total[step]), *row, reasons)
+    return table
+
+
 def _report(result: Any, quiet: bool, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.summary.to_dict()) + "\n")
     elif not quiet:
-        Console().print(summary_table(result.summary, result.run_dir))
+        console = Console()
+        if result.summary.funnel is not None:
+            console.print(funnel_table(result.summary.funnel))
+        console.print(summary_table(result.summary, result.run_dir))
 
 
 @app.command()
@@ -129,3 +150,43 @@ def resume(
     from textsynth.pipeline import resume_build
 
     _report(resume_build(run_dir, quiet=quiet or as_json), quiet, as_json)
+
+
+@app.command("dedup-pairs")
+@user_errors
+def dedup_pairs(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of a finished build.")],
+    top: Annotated[int, typer.Option("--top", help="How many of the least similar flagged pairs.")] = 15,
+    min_cosine: Annotated[
+        float | None,
+        typer.Option("--min-cosine", help="Try another min_cosine_similarity on the stored embeddings."),
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Show the least similar pairs that dedup still flagged, to calibrate its thresholds.
+
+    Example: textsynth dedup-pairs runs/sentiment --min-cosine 0.9
+    """
+    from textsynth.config import Pipeline
+    from textsynth.errors import ConfigError
+    from textsynth.quality.dedup import flagged_pairs, rethreshold
+    from textsynth.run import RunDir
+
+    run = RunDir(run_dir)
+    records = run.read_records()
+    if min_cosine is not None:
+        if not 0 < min_cosine <= 1:
+            raise ConfigError(f"--min-cosine {min_cosine}: must be in (0, 1]")
+        manifest = run.read_manifest() or {}
+        config = Pipeline.model_validate(manifest["config"]).quality.dedup
+        vectors = run.read_embeddings()
+        records = rethreshold(
+            records, vectors, config.model_copy(update={"min_cosine_similarity": min_cosine})
+        )
+    pairs = flagged_pairs(records)
+    table = Table(title=f"{len(pairs)} flagged duplicates in {run_dir} (least similar first)")
+    for col in ("similarity", "method", "duplicate", "kept representative"):
+        table.add_column(col)
+    for dup, rep, method, sim in pairs[:top]:
+        table.add_row(f"{sim:.3f}", method, dup.text or "", rep.text or "")
+    Console().print(table)

@@ -105,6 +105,57 @@ class GenerationParams(ConfigBase):
     top_k: int = Field(50, ge=0, description="Candidates considered per step; 0 = whole vocab.")
 
 
+class FilterConfig(ConfigBase):
+    """Cheap per-record filters; each can be switched off."""
+
+    min_words: int = Field(3, ge=0, description="Reject texts shorter than this many words.")
+    max_words: int = Field(250, ge=1, description="Reject texts longer than this many words.")
+    refusal: bool = Field(True, description="Reject refusals and assistant-speak ('As an AI').")
+    echo: bool = Field(True, description="Reject texts that repeat the prompt or template markup.")
+    language: str | None = Field("en", description="ISO 639-1 code texts must be in; null = any.")
+    max_repeated_ngrams: float = Field(
+        0.3, gt=0, le=1, description="Reject when this share of word 3-grams are repeats (degeneration)."
+    )
+    pii: Literal["reject", "redact", "off"] = Field(
+        "redact", description="Emails, phones, card numbers, IPs, street addresses."
+    )
+
+
+class LabelCheckConfig(ConfigBase):
+    """Confirm that each text carries its label."""
+
+    enabled: bool = Field(True, description="Run the label check.")
+    zero_shot: bool = Field(True, description="Score label names with the generating model.")
+    classifier: bool = Field(True, description="Cross-validated classifier on embeddings.")
+    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds for the classifier.")
+    min_confidence: float = Field(
+        0.15, ge=0, le=1, description="Reject `label_mismatch` when the combined confidence is below."
+    )
+
+
+class DedupConfig(ConfigBase):
+    """Exact → near (MinHash) → semantic (embeddings) deduplication."""
+
+    scope: Literal["label", "global"] = Field("label", description="Compare within a label or across.")
+    exact: bool = Field(True, description="Normalized-text hash duplicates.")
+    minhash_threshold: float | None = Field(
+        0.7, gt=0, le=1, description="Jaccard similarity of word 3-gram shingles; null = off."
+    )
+    min_cosine_similarity: float | None = Field(
+        0.95, gt=0, le=1, description="Embedding cosine at or above which two texts are duplicates."
+    )
+
+
+class QualityConfig(ConfigBase):
+    filters: FilterConfig = Field(default_factory=FilterConfig)
+    label_check: LabelCheckConfig = Field(default_factory=LabelCheckConfig)
+    dedup: DedupConfig = Field(default_factory=DedupConfig)
+    embedding_model: str = Field(
+        "default", description="'default' (embedded all-MiniLM-L6-v2) or a sentence-transformers path/id."
+    )
+    top_up_rounds: int = Field(2, ge=0, le=10, description="Regeneration rounds for labels below quota.")
+
+
 class Pipeline(ConfigBase):
     """A whole pipeline file."""
 
@@ -123,6 +174,7 @@ class Pipeline(ConfigBase):
     templates: Templates
     model: ModelConfig = Field(default_factory=ModelConfig)
     generation: GenerationParams = Field(default_factory=GenerationParams)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @field_validator("labels")
     @classmethod

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
+
+from rich.progress import Progress
 
 from textsynth import faults
 from textsynth.backends import Backend, Completion, Request
 from textsynth.cache import CompletionCache
 from textsynth.config import Pipeline
+from textsynth.errors import Interrupted, RunDirError
 from textsynth.models import ModelIdentity
 from textsynth.parse import parse_record
 from textsynth.records import Record
-from textsynth.run import ShardWriter
+from textsynth.run import RunDir, ShardWriter
 from textsynth.taxonomy import PlannedExample
 from textsynth.templates import PromptTemplates
 
@@ -118,3 +126,94 @@ def _persist(
     pending.clear()
     yield from batch
     batch.clear()
+
+
+class StopFlag:
+    """Set by the first Ctrl-C; the generation loop stops after persisting what it has."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __call__(self) -> bool:
+        return self.set
+
+    @contextmanager
+    def on_sigint(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self.set = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+@dataclass
+class GenerationStats:
+    reused: int = 0
+    cached: int = 0
+    generated: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+
+def generate_all(
+    items: list[WorkItem],
+    pipeline: Pipeline,
+    templates: PromptTemplates,
+    model: ModelIdentity,
+    run: RunDir,
+    cache: CompletionCache,
+    backend: Callable[[], Backend],
+    progress: Progress,
+    stats: GenerationStats,
+) -> dict[str, Record]:
+    """Records for `items` by id: reused from the shards, from cache hits, or generated now."""
+    wanted = {i.example.id: i.fingerprint for i in items}
+    done = {r.id: r for r in run.read_shards() if wanted.get(r.id) == r.generation.get("fingerprint")}
+    stats.reused += len(done)
+    missing = [i for i in items if i.example.id not in done]
+    hits = cache.get_many(i.fingerprint for i in missing)
+    writer = run.shard_writer()
+    stop = StopFlag()
+    try:
+        for item in missing:
+            if item.fingerprint in hits:
+                record = make_record(item, pipeline, templates, model, hits[item.fingerprint])
+                writer.append(record)
+                done[record.id] = record
+                stats.cached += 1
+        writer.flush()
+        todo = [i for i in missing if i.fingerprint not in hits]
+        if todo:
+            engine = backend()
+            engine.check(
+                [Request(i.example.id, i.messages, i.example.seed) for i in todo], pipeline.generation
+            )
+            faults.point("generation_start")
+            start, made = time.perf_counter(), 0
+            with progress, stop.on_sigint():
+                task = progress.add_task("generating", total=len(todo), rate=0.0)
+                for record in generate_records(todo, pipeline, templates, model, engine, writer, cache, stop):
+                    done[record.id] = record
+                    made += 1
+                    stats.tokens += int(record.generation.get("tokens", 0))
+                    progress.update(task, advance=1, rate=made / (time.perf_counter() - start))
+            stats.generated += made
+            stats.seconds += time.perf_counter() - start
+    except OSError as exc:
+        raise RunDirError(
+            f"{run.path}: cannot write ({exc.strerror or exc}); {len(done)} finished records are saved, "
+            f"fix the cause and continue with `textsynth resume {run.path}`"
+        ) from None
+    finally:
+        writer.close()
+    if stop():
+        raise Interrupted(str(run.path), len(done), len(items) - len(done))
+    return done

@@ -6,13 +6,11 @@ before the model loads; generated records are appended per batch so nothing fini
 
 from __future__ import annotations
 
+import functools
 import json
-import signal
-import threading
+import math
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,16 +20,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from textsynth import faults
-from textsynth.backends import Request, make_backend
+from textsynth.backends import make_backend
 from textsynth.cache import CompletionCache
 from textsynth.config import Pipeline, load_pipeline, validate_overrides
-from textsynth.errors import Interrupted, RunDirError
+from textsynth.embed import TextEmbedder, check_encoder, encoder_name
+from textsynth.errors import RunDirError
 from textsynth.export import export
-from textsynth.generate import WorkItem, generate_records, make_record, request_fingerprint
+from textsynth.funnel import Funnel
+from textsynth.generate import GenerationStats, WorkItem, generate_all, request_fingerprint
 from textsynth.models import ModelIdentity, identify
+from textsynth.quality.chain import run_quality
+from textsynth.quality.diversity import diversity_report
 from textsynth.records import Record
 from textsynth.run import RunDir, write_atomic
-from textsynth.taxonomy import PlannedExample, plan
+from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
 from textsynth.templates import PromptTemplates, prompt_dirs
 
 
@@ -49,42 +51,59 @@ class Prepared:
 @dataclass
 class BuildSummary:
     planned: int
-    generated: int = 0
-    reused: int = 0
-    cached: int = 0
+    gen: GenerationStats = field(default_factory=GenerationStats)
     kept: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     planned_labels: dict[str, int] = field(default_factory=dict)
     kept_labels: dict[str, int] = field(default_factory=dict)
-    tokens: int = 0
-    generation_s: float = 0.0
+    top_up_rounds: int = 0
+    shortfall: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     drift: Drift | None = None
+    funnel: Funnel | None = None
 
-    def finish(self, records: list[Record], planned: list[PlannedExample], wall_s: float) -> None:
-        """Fill the counts that depend on the final record states."""
-        self.planned_labels = dict(Counter(ex.label for ex in planned))
-        self.kept_labels = dict(Counter(r.label for r in records if r.status == "kept"))
-        self.kept = sum(self.kept_labels.values())
-        self.rejected = Counter(r.reasons[0] for r in records if r.status == "rejected")
-        self.wall_s = wall_s
+    @property
+    def generated(self) -> int:
+        return self.gen.generated
+
+    @property
+    def reused(self) -> int:
+        return self.gen.reused
+
+    @property
+    def cached(self) -> int:
+        return self.gen.cached
 
     @property
     def examples_per_s(self) -> float:
-        return self.generated / self.generation_s if self.generation_s else 0.0
+        return self.gen.generated / self.gen.seconds if self.gen.seconds else 0.0
+
+    def finish(self, records: list[Record], quotas: dict[str, int]) -> None:
+        """Fill the counts that depend on the final record states."""
+        self.planned_labels = dict(quotas)
+        self.kept_labels = dict(Counter(r.label for r in records if r.status == "kept"))
+        self.kept = sum(self.kept_labels.values())
+        self.rejected = Counter(r.reasons[0].split(":")[0] for r in records if r.status == "rejected")
+        self.shortfall = {
+            label: want - self.kept_labels.get(label, 0)
+            for label, want in quotas.items()
+            if self.kept_labels.get(label, 0) < want
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "planned": self.planned,
-            "generated": self.generated,
-            "reused": self.reused,
-            "cached": self.cached,
+            "generated": self.gen.generated,
+            "reused": self.gen.reused,
+            "cached": self.gen.cached,
             "kept": self.kept,
             "rejected": dict(self.rejected),
             "planned_labels": self.planned_labels,
             "kept_labels": self.kept_labels,
-            "tokens": self.tokens,
-            "generation_s": round(self.generation_s, 2),
+            "shortfall": self.shortfall,
+            "top_up_rounds": self.top_up_rounds,
+            "tokens": self.gen.tokens,
+            "generation_s": round(self.gen.seconds, 2),
             "wall_s": round(self.wall_s, 2),
             "examples_per_s": round(self.examples_per_s, 3),
             "drift": vars(self.drift) if self.drift else None,
@@ -115,12 +134,13 @@ def prepare(
         pipeline = load_pipeline(path)
     pipeline = validate_overrides(pipeline, str(path or pipeline.name), n, seed)
     templates = PromptTemplates(pipeline, prompt_dirs(path))
+    check_encoder(pipeline.quality.embedding_model)
     planned = plan(pipeline, templates.key)
     messages = {ex.id: templates.render(ex) for ex in planned}
     return Prepared(pipeline, path, templates, planned, messages)
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, quiet: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -128,6 +148,7 @@ def _progress(console: Console) -> Progress:
         TextColumn("{task.fields[rate]:.2f} ex/s"),
         TimeRemainingColumn(),
         console=console,
+        disable=quiet,
     )
 
 
@@ -152,30 +173,28 @@ def _drift(previous: dict[str, str], items: list[WorkItem]) -> Drift:
     )
 
 
-class _StopFlag:
-    """Set by the first Ctrl-C; the generation loop stops after persisting what it has."""
+def _items(prep: Prepared, model: ModelIdentity, planned: list[PlannedExample]) -> list[WorkItem]:
+    out = []
+    for ex in planned:
+        messages = prep.messages.get(ex.id) or prep.templates.render(ex)
+        prep.messages[ex.id] = messages
+        out.append(WorkItem(ex, messages, request_fingerprint(model, messages, prep.pipeline, ex.seed)))
+    return out
 
-    def __init__(self) -> None:
-        self.set = False
 
-    def __call__(self) -> bool:
-        return self.set
-
-    @contextmanager
-    def on_sigint(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            self.set = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
+def _deficits(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """Per label below quota: leaves to regenerate, those of its rejected records first."""
+    out = {}
+    for label, want in quotas.items():
+        mine = [r for r in records if r.label == label]
+        kept = sum(r.status == "kept" for r in mine)
+        if kept >= want or not mine:
+            continue
+        missing = want - kept
+        ask = min(3 * missing, math.ceil(missing * len(mine) / max(kept, 1)))
+        leaves = [r.attributes for r in sorted(mine, key=lambda r: (r.status == "kept", r.id))]
+        out[label] = [leaves[i % len(leaves)] for i in range(ask)]
+    return out
 
 
 def run_build(
@@ -190,19 +209,15 @@ def run_build(
     pipeline_path: Path | None = None,
     console: Console | None = None,
 ) -> BuildResult:
-    """Build (or continue) a run and export its dataset."""
+    """Build (or continue) a run: generate, check quality, top up, export."""
     wall = time.perf_counter()
     console = console or Console(stderr=True, quiet=quiet)
     prep = prepare(source, n=n, seed=seed, pipeline_path=pipeline_path)
     pipeline = prep.pipeline
     run = RunDir(out or Path("runs") / pipeline.name)
     model = identify(pipeline.model)
-    items = [
-        WorkItem(
-            ex, prep.messages[ex.id], request_fingerprint(model, prep.messages[ex.id], pipeline, ex.seed)
-        )
-        for ex in prep.planned
-    ]
+    items = _items(prep, model, prep.planned)
+    quotas = label_counts(pipeline)
     with run.lock():
         if force:
             run.reset()
@@ -217,6 +232,7 @@ def run_build(
                 "pipeline_file": str(prep.source.resolve()) if prep.source else None,
                 "templates": prep.templates.shas,
                 "model": {"id": model.model_id, "revision": model.revision, "dtype": model.dtype},
+                "embedding_model": encoder_name(pipeline.quality.embedding_model),
                 "seed": pipeline.seed,
                 "planned": len(prep.planned),
             }
@@ -228,75 +244,61 @@ def run_build(
                 "(use --force to start over)",
                 highlight=False,
             )
+        summary = BuildSummary(planned=len(items), drift=drift)
+        backend = functools.cache(lambda: make_backend(pipeline.model))
+        embedder = TextEmbedder(pipeline.quality.embedding_model)
         cache = CompletionCache(Path(cache_path) if cache_path else run.path / "cache.sqlite")
         try:
-            records, summary = _generate_all(prep, run, model, items, cache, console, quiet)
+            parsed: dict[str, Record] = {}
+            for round_no in range(pipeline.quality.top_up_rounds + 1):
+                parsed.update(
+                    generate_all(
+                        [i for i in items if i.example.id not in parsed],
+                        pipeline,
+                        prep.templates,
+                        model,
+                        run,
+                        cache,
+                        backend,
+                        _progress(console, quiet),
+                        summary.gen,
+                    )
+                )
+                faults.point("quality")
+                prompts = {i.example.id: i.messages[-1]["content"] for i in items}
+                scorer = backend if pipeline.quality.label_check.zero_shot else (lambda: None)
+                records, funnel, stages = run_quality(
+                    [parsed[i.example.id] for i in items], pipeline, quotas, prompts, scorer, embedder
+                )
+                deficits = _deficits(records, quotas)
+                if not deficits or round_no == pipeline.quality.top_up_rounds:
+                    break
+                extra = _items(prep, model, top_up(pipeline, prep.templates.key, deficits, round_no + 1))
+                items += extra
+                summary.top_up_rounds = round_no + 1
         finally:
             cache.close()
-        summary.drift = drift
-        faults.point("quality")
+        summary.planned = len(items)
+        summary.funnel = funnel
+        kept = [r for r in records if r.status == "kept"]
+        report = diversity_report(
+            kept,
+            embedder([r.text or "" for r in kept]),
+            list(quotas),
+            {f"{ex.label}|{ex.leaf}" for ex in prep.planned},
+            pipeline.seed,
+        )
+        funnel.snapshot("exported", records)
         run.write_records(records)
-        summary.finish(records, prep.planned, time.perf_counter() - wall)
+        run.write_embeddings(encoder_name(pipeline.quality.embedding_model), embedder, records)
+        summary.finish(records, quotas)
+        summary.wall_s = time.perf_counter() - wall
         write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+        write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")
+        write_atomic(run.path / "diversity.json", json.dumps(report, indent=2) + "\n")
         dataset = export(pipeline, records, run.path)
     summary.wall_s = time.perf_counter() - wall
     return BuildResult(dataset, summary, run.path)
-
-
-def _generate_all(
-    prep: Prepared,
-    run: RunDir,
-    model: ModelIdentity,
-    items: list[WorkItem],
-    cache: CompletionCache,
-    console: Console,
-    quiet: bool,
-) -> tuple[list[Record], BuildSummary]:
-    """Reuse shard records and cache hits; generate the rest. Records come back in plan order."""
-    pipeline = prep.pipeline
-    wanted = {i.example.id: i.fingerprint for i in items}
-    done = {r.id: r for r in run.read_shards() if wanted.get(r.id) == r.generation.get("fingerprint")}
-    summary = BuildSummary(planned=len(items), reused=len(done))
-    missing = [i for i in items if i.example.id not in done]
-    hits = cache.get_many(i.fingerprint for i in missing)
-    writer = run.shard_writer()
-    stop = _StopFlag()
-    try:
-        for item in missing:
-            if item.fingerprint in hits:
-                record = make_record(item, pipeline, prep.templates, model, hits[item.fingerprint])
-                writer.append(record)
-                done[record.id] = record
-                summary.cached += 1
-        writer.flush()
-        todo = [i for i in missing if i.fingerprint not in hits]
-        if todo:
-            backend = make_backend(pipeline.model)
-            backend.check(
-                [Request(i.example.id, i.messages, i.example.seed) for i in todo], pipeline.generation
-            )
-            faults.point("generation_start")
-            start = time.perf_counter()
-            with _progress(console) as progress, stop.on_sigint():
-                task = progress.add_task("generating", total=len(todo), rate=0.0, visible=not quiet)
-                for record in generate_records(
-                    todo, pipeline, prep.templates, model, backend, writer, cache, stop
-                ):
-                    done[record.id] = record
-                    summary.generated += 1
-                    summary.tokens += int(record.generation.get("tokens", 0))
-                    progress.update(task, advance=1, rate=summary.generated / (time.perf_counter() - start))
-            summary.generation_s = time.perf_counter() - start
-    except OSError as exc:
-        raise RunDirError(
-            f"{run.path}: cannot write ({exc.strerror or exc}); {len(done)} finished records are saved, "
-            f"fix the cause and continue with `textsynth resume {run.path}`"
-        ) from None
-    finally:
-        writer.close()
-    if stop():
-        raise Interrupted(str(run.path), len(done), len(items) - len(done))
-    return [done[i.example.id] for i in items], summary
 
 
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:

@@ -12,7 +12,7 @@ import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -172,6 +172,28 @@ class RunDir:
     def write_records(self, records: Iterable[Record]) -> None:
         """Replace the snapshot of all records after the post-generation stages."""
         write_atomic(self.records_path, "".join(r.to_json() + "\n" for r in records))
+
+    def write_embeddings(
+        self, model: str, embedder: Callable[[list[str]], Any], records: list[Record]
+    ) -> None:
+        """Keep the vectors of every record with text, so dedup can be re-thresholded without recomputing."""
+        import numpy as np
+
+        with_text = [r for r in records if r.text]
+        vectors = embedder([r.text or "" for r in with_text])
+        np.save(self.path / "embeddings.npy", vectors)
+        meta = {"model": model, "ids": [r.id for r in with_text]}
+        write_atomic(self.path / "embeddings.json", json.dumps(meta) + "\n")
+
+    def read_embeddings(self) -> dict[str, Any]:
+        """Stored vectors by record id (see write_embeddings)."""
+        import numpy as np
+
+        meta_path = self.path / "embeddings.json"
+        if not meta_path.exists():
+            raise RunDirError(f"{meta_path}: missing; rebuild the run to store embeddings")
+        ids = json.loads(meta_path.read_text())["ids"]
+        return dict(zip(ids, np.load(self.path / "embeddings.npy")))
 
     def read_records(self) -> list[Record]:
         if not self.records_path.exists():

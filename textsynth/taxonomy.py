@@ -159,3 +159,15 @@ def plan(pipeline: Pipeline, template_key: str) -> list[PlannedExample]:
                 )
             )
     return planned
+
+
+def top_up(
+    pipeline: Pipeline, template_key: str, deficits: dict[str, list[dict[str, str]]], round_no: int
+) -> list[PlannedExample]:
+    """New requests for labels below quota: same label and leaves as the rejected ones, new ids and seeds."""
+    planned = []
+    for label, leaves in deficits.items():
+        for i, attrs in enumerate(leaves):
+            rid = stable_hash(label, leaf_key(attrs), template_key, f"top-up {round_no}", i)[:16]
+            planned.append(PlannedExample(rid, label, dict(attrs), i, derived_seed(pipeline.seed, rid)))
+    return planned

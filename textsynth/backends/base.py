@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from textsynth.config import GenerationParams
 
@@ -44,6 +44,14 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         """Yield one completion per request, in whatever order they finish."""
+
+    def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> Any:
+        """Log-likelihood of each choice as the reply to each chat prompt: array (prompts, choices).
+
+        A constrained choice, not free text. Backends that cannot score raise NotImplementedError
+        and callers fall back to signals that need no model.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot score choices")
 
     def identity(self) -> dict[str, str]:
         """What identifies the weights and precision in provenance and fingerprints."""

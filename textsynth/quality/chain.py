@@ -1,0 +1,71 @@
+"""Runs the quality stages in order over all records, snapshotting the funnel after each.
+
+Stages always start from the records as parsed, so a rerun (after a top-up round, or with new
+thresholds) gives the same result as a single pass over the same records.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter, defaultdict
+from collections.abc import Callable
+
+import numpy as np
+
+from textsynth.backends import Backend
+from textsynth.config import Pipeline
+from textsynth.funnel import Funnel
+from textsynth.quality.base import Stage
+from textsynth.quality.dedup import Dedup, quality_order
+from textsynth.quality.filters import build_filters
+from textsynth.quality.labelcheck import LabelCheck
+from textsynth.records import Record
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+def select_quota(records: list[Record], quotas: dict[str, int]) -> None:
+    """Keep at most each label's planned count, the best first (top-up may overshoot)."""
+    by_label: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.status == "kept":
+            by_label[r.label].append(r)
+    for label, kept in by_label.items():
+        for r in quality_order(kept)[quotas.get(label, 0) :]:
+            r.reject("over_quota")
+
+
+def run_quality(
+    parsed: list[Record],
+    pipeline: Pipeline,
+    quotas: dict[str, int],
+    prompts: dict[str, str],
+    backend: Callable[[], Backend | None],
+    embedder: Embedder,
+) -> tuple[list[Record], Funnel, list[Stage]]:
+    """Copies of `parsed` after filters, label check, dedup and quota selection."""
+    records = [copy.deepcopy(r) for r in parsed]
+    funnel = Funnel()
+    funnel.snapshot("planned", records, count_all=True)
+    funnel.snapshot("generated", [r for r in records if r.generation.get("raw") is not None], count_all=True)
+    funnel.snapshot("parsed", records)
+    funnel.record_reasons("parsed", Counter(r.reasons[0] for r in records if r.reasons))
+    q = pipeline.quality
+    groups: list[tuple[str, list[Stage]]] = [("passed_filters", build_filters(q.filters, prompts))]
+    if q.label_check.enabled:
+        groups.append(("label_confirmed", [LabelCheck(pipeline, q.label_check, backend(), embedder)]))
+    groups.append(("unique", [Dedup(q.dedup, embedder)]))
+    stages: list[Stage] = []
+    for step, group in groups:
+        reasons: Counter[str] = Counter()
+        for stage in group:
+            stage.run(records)
+            reasons.update(stage.stats.rejected)
+            stages.append(stage)
+        funnel.snapshot(step, records)
+        funnel.record_reasons(step, reasons)
+    before = Counter(r.id for r in records if r.status == "kept")
+    select_quota(records, quotas)
+    funnel.snapshot("selected", records)
+    funnel.record_reasons("selected", Counter({"over_quota": len(before) - funnel.total["selected"]}))
+    return records, funnel, stages

@@ -1,0 +1,171 @@
+"""Tiered deduplication: exact → near (MinHash LSH) → semantic (embeddings + faiss).
+
+Within a scope (one label, or everything), records are visited best first (quality score
+descending, then id) and each is compared only with records already kept, so every cluster
+keeps exactly one representative, the best one, and no pair of duplicates loses both members.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Callable
+
+import numpy as np
+
+from textsynth.config import DedupConfig
+from textsynth.quality.base import Stage
+from textsynth.quality.filters import words
+from textsynth.records import Record
+
+Embedder = Callable[[list[str]], np.ndarray]
+
+
+def normalize(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return re.sub(r"[\W_]+", " ", text).strip()
+
+
+def shingles(text: str, n: int = 3) -> set[str]:
+    w = words(text)
+    if len(w) < n:
+        return {" ".join(w)}
+    return {" ".join(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+
+def quality_order(records: list[Record]) -> list[Record]:
+    """Best first: label confidence / judge score descending, then id for determinism."""
+    return sorted(records, key=lambda r: (-r.scores.get("quality", 0.0), r.id))
+
+
+def _mark(record: Record, rep: Record, method: str, similarity: float) -> None:
+    record.reject(f"duplicate_of:{rep.id}")
+    record.cluster = rep.id
+    record.scores["dup_similarity"] = round(float(similarity), 4)
+    record.fields["dup_method"] = method
+
+
+class Dedup(Stage):
+    name = "dedup"
+
+    def __init__(self, config: DedupConfig, embedder: Embedder | None) -> None:
+        super().__init__()
+        self.config = config
+        self.embedder = embedder
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def process(self, kept: list[Record]) -> None:
+        groups: dict[str, list[Record]] = defaultdict(list)
+        for r in kept:
+            groups[r.label if self.config.scope == "label" else "*"].append(r)
+        for group in groups.values():
+            ordered = quality_order(group)
+            for r in ordered:
+                r.cluster = r.id
+            if self.config.exact:
+                ordered = self._exact(ordered)
+            if self.config.minhash_threshold is not None:
+                ordered = self._minhash(ordered, self.config.minhash_threshold)
+            if self.config.min_cosine_similarity is not None and self.embedder is not None:
+                self._semantic(ordered, self.config.min_cosine_similarity)
+
+    @staticmethod
+    def _exact(ordered: list[Record]) -> list[Record]:
+        first: dict[str, Record] = {}
+        survivors = []
+        for r in ordered:
+            key = hashlib.sha256(normalize(r.text or "").encode()).hexdigest()
+            if key in first:
+                _mark(r, first[key], "exact", 1.0)
+            else:
+                first[key] = r
+                survivors.append(r)
+        return survivors
+
+    @staticmethod
+    def _minhash(ordered: list[Record], threshold: float) -> list[Record]:
+        from datasketch import MinHash, MinHashLSH
+
+        lsh = MinHashLSH(threshold=threshold, num_perm=128)
+        kept: dict[str, tuple[Record, set[str]]] = {}
+        survivors = []
+        for r in ordered:
+            grams = shingles(r.text or "")
+            mh = MinHash(num_perm=128, seed=1)
+            mh.update_batch([g.encode() for g in grams])
+            best, best_sim = None, 0.0
+            for cand in lsh.query(mh):
+                sim = jaccard(grams, kept[cand][1])  # exact check: a bucket collision alone never counts
+                if sim > best_sim:
+                    best, best_sim = kept[cand][0], sim
+            if best is not None and best_sim >= threshold:
+                _mark(r, best, "minhash", best_sim)
+                continue
+            lsh.insert(r.id, mh)
+            kept[r.id] = (r, grams)
+            survivors.append(r)
+        return survivors
+
+    def _semantic(self, ordered: list[Record], threshold: float) -> None:
+        import faiss
+
+        if not ordered or self.embedder is None:
+            return
+        vectors = self.embedder([r.text or "" for r in ordered])
+        for r, v in zip(ordered, vectors):
+            self.vectors[r.id] = v
+        index = faiss.IndexFlatIP(vectors.shape[1])
+        kept_ids: list[int] = []
+        for i, r in enumerate(ordered):
+            if kept_ids:
+                sims, pos = index.search(vectors[i : i + 1], 1)
+                if sims[0, 0] >= threshold:
+                    _mark(r, ordered[kept_ids[int(pos[0, 0])]], "semantic", float(sims[0, 0]))
+                    continue
+            index.add(vectors[i : i + 1])
+            kept_ids.append(i)
+
+
+def flagged_pairs(records: list[Record]) -> list[tuple[Record, Record, str, float]]:
+    """(duplicate, representative, method, similarity) for every duplicate, least similar first."""
+    by_id = {r.id: r for r in records}
+    pairs = [
+        (
+            r,
+            by_id[r.reasons[0].split(":", 1)[1]],
+            str(r.fields.get("dup_method")),
+            r.scores.get("dup_similarity", 1.0),
+        )
+        for r in records
+        if r.reasons and r.reasons[0].startswith("duplicate_of:")
+    ]
+    return sorted(pairs, key=lambda p: (p[3], p[0].id))
+
+
+def rethreshold(records: list[Record], vectors: dict[str, np.ndarray], config: DedupConfig) -> list[Record]:
+    """Re-run the semantic tier with stored embeddings: copies of the records with new verdicts."""
+    import copy
+
+    fresh = []
+    for r in records:
+        c = copy.deepcopy(r)
+        if (
+            c.reasons
+            and c.reasons[0].startswith("duplicate_of:")
+            and c.fields.get("dup_method") == "semantic"
+        ):
+            c.status, c.reasons, c.cluster = "kept", [], None
+        fresh.append(c)
+    by_text = {r.text: vectors[r.id] for r in records if r.id in vectors}
+    stage = Dedup(
+        config.model_copy(update={"exact": False, "minhash_threshold": None}),
+        lambda texts: np.stack([by_text[t] for t in texts]),
+    )
+    stage.run(fresh)
+    return fresh

@@ -1,0 +1,177 @@
+"""Cheap per-record filters: length, refusals, prompt echo, language, degeneration, PII."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from textsynth.config import FilterConfig
+from textsynth.quality.base import Filter, Stage
+from textsynth.records import Record
+
+_WORD = re.compile(r"\w+(?:'\w+)?")
+
+REFUSAL = re.compile(
+    r"\b(?:as an ai\b|as a language model|i(?:'m| am) (?:an ai|sorry|unable|not able)|i can(?:'|no)t\b|"
+    r"i cannot\b|i won't be able|i'm not comfortable|sure[!,.] here|here(?:'s| is) (?:a|an|the|your|one)\b|"
+    r"certainly[!,.] |i hope this helps|let me know if)",
+    re.IGNORECASE,
+)
+TEMPLATE_MARKUP = re.compile(r"\{\{|\}\}|\{%|%\}|<\|im_(?:start|end)\|>|\b(?:system|user|assistant):", re.I)
+
+PII_PATTERNS: dict[str, re.Pattern[str]] = {
+    "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
+    "card": re.compile(r"\b(?:\d[ -]?){13,19}\b"),
+    "phone": re.compile(r"(?<!\w)(?:\+?\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\w)"),
+    "ip": re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
+    "address": re.compile(
+        r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|"
+        r"Court|Ct|Way|Place|Pl)\b\.?"
+    ),
+}
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _luhn_ok(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def find_pii(text: str) -> list[tuple[str, str]]:
+    """(kind, matched text) for every PII span; card numbers must pass the Luhn check."""
+    found = []
+    for kind, pattern in PII_PATTERNS.items():
+        for match in pattern.finditer(text):
+            span = match.group(0)
+            if kind == "card" and not _luhn_ok(re.sub(r"\D", "", span)):
+                continue
+            found.append((kind, span))
+    return found
+
+
+class LengthFilter(Filter):
+    name = "length"
+
+    def __init__(self, min_words: int, max_words: int) -> None:
+        super().__init__()
+        self.min_words, self.max_words = min_words, max_words
+
+    def check(self, record: Record) -> str | None:
+        n = len(words(record.text or ""))
+        if n < self.min_words:
+            return "too_short"
+        return "too_long" if n > self.max_words else None
+
+
+class RefusalFilter(Filter):
+    name = "refusal"
+
+    def check(self, record: Record) -> str | None:
+        return "refusal" if REFUSAL.search(record.text or "") else None
+
+
+class EchoFilter(Filter):
+    """The output repeats the instruction (a long run of prompt words) or leaks template markup."""
+
+    name = "echo"
+
+    def __init__(self, prompts: dict[str, str], run: int = 8) -> None:
+        super().__init__()
+        self.prompts, self.run_length = prompts, run
+
+    def check(self, record: Record) -> str | None:
+        text = record.text or ""
+        if TEMPLATE_MARKUP.search(text):
+            return "template_leak"
+        prompt = words(self.prompts.get(record.id, ""))
+        grams = {tuple(prompt[i : i + self.run_length]) for i in range(len(prompt) - self.run_length + 1)}
+        out = words(text)
+        for i in range(len(out) - self.run_length + 1):
+            if tuple(out[i : i + self.run_length]) in grams:
+                return "prompt_echo"
+        return None
+
+
+class LanguageFilter(Filter):
+    """Language ID with py3langid, which ships its model in the wheel (works offline)."""
+
+    name = "language"
+
+    def __init__(self, language: str) -> None:
+        super().__init__()
+        from py3langid import langid
+
+        self.language = language
+        self.identifier = langid.LanguageIdentifier.from_modelpath(
+            langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True
+        )
+
+    def check(self, record: Record) -> str | None:
+        lang, prob = self.identifier.classify(record.text or "")
+        record.scores["language_prob"] = round(float(prob), 4)
+        return f"wrong_language:{lang}" if lang != self.language and prob > 0.8 else None
+
+
+class RepetitionFilter(Filter):
+    """Degenerate loops: too large a share of the word 3-grams are repeats."""
+
+    name = "repetition"
+
+    def __init__(self, max_fraction: float) -> None:
+        super().__init__()
+        self.max_fraction = max_fraction
+
+    def check(self, record: Record) -> str | None:
+        w = words(record.text or "")
+        grams = [tuple(w[i : i + 3]) for i in range(len(w) - 2)]
+        if len(grams) < 4:
+            return None
+        repeats = sum(c - 1 for c in Counter(grams).values())
+        return "repetition" if repeats / len(grams) > self.max_fraction else None
+
+
+class PiiFilter(Filter):
+    """Reject, or redact in place (`[EMAIL]`, ...), personal data the model made up or copied."""
+
+    name = "pii"
+
+    def __init__(self, policy: str) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def check(self, record: Record) -> str | None:
+        found = find_pii(record.text or "")
+        if not found:
+            return None
+        kinds = sorted({k for k, _ in found})
+        if self.policy == "reject":
+            return "pii:" + ",".join(kinds)
+        text = record.text or ""
+        for kind, span in found:
+            text = text.replace(span, f"[{kind.upper()}]")
+        record.text = text
+        record.fields["pii_redacted"] = kinds
+        return None
+
+
+def build_filters(config: FilterConfig, prompts: dict[str, str]) -> list[Stage]:
+    """The filter stages a pipeline's config asks for, in a fixed order."""
+    stages: list[Stage] = [LengthFilter(config.min_words, config.max_words)]
+    if config.refusal:
+        stages.append(RefusalFilter())
+    if config.echo:
+        stages.append(EchoFilter(prompts))
+    if config.language:
+        stages.append(LanguageFilter(config.language))
+    stages.append(RepetitionFilter(config.max_repeated_ngrams))
+    if config.pii != "off":
+        stages.append(PiiFilter(config.pii))
+    return stages
