@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from textsynth.cli import app
 
+from .conftest import REAL_DATA
+
 runner = CliRunner()
 Setup = Callable[[Path], list[str]]  # edits the project copy, returns CLI args
 
@@ -130,6 +132,51 @@ def _non_utf8_pipeline(project: Path) -> list[str]:
     return ["build", str(path)]
 
 
+def _fake_run(project: Path, status: str = "rejected") -> Path:
+    """A run directory written by hand: manifest with the shipped config, records that failed."""
+    from textsynth.config import SCHEMA_VERSION, load_pipeline
+
+    run = project / "runs" / "done"
+    run.mkdir(parents=True)
+    config = load_pipeline(project / "pipelines" / "sentiment.yaml").model_dump(mode="json")
+    (run / "manifest.json").write_text(
+        json.dumps({"schema_version": SCHEMA_VERSION, "config": config, "seed": 7})
+    )
+    record = {
+        "id": "a1",
+        "label": "positive",
+        "attributes": {},
+        "text": "Fine blender.",
+        "status": status,
+        "reasons": ["too_short"] if status == "rejected" else [],
+    }
+    (run / "records.jsonl").write_text(json.dumps(record) + "\n")
+    return run
+
+
+def _export(*extra: str, status: str = "kept") -> Setup:
+    def setup(project: Path) -> list[str]:
+        return ["export", str(_fake_run(project, status)), *extra]
+
+    return setup
+
+
+def _push(*extra: str) -> Setup:
+    def setup(project: Path) -> list[str]:
+        return ["push", str(_fake_run(project)), *extra]
+
+    return setup
+
+
+def _real_jsonl(*extra: str) -> Setup:
+    def setup(project: Path) -> list[str]:
+        path = project / "real.jsonl"
+        path.write_text('{"review": "Great food.", "stars": "5"}\n')
+        return ["export", str(_fake_run(project, "kept")), "--mix-real", str(path), *extra]
+
+    return setup
+
+
 CASES: dict[str, tuple[Setup, str]] = {
     # config
     "malformed_yaml": (_yaml("seed: 7", "seed: [7"), "malformed YAML"),
@@ -183,15 +230,15 @@ CASES: dict[str, tuple[Setup, str]] = {
     "n_over_leaf_cap": (_leaf_cap, "max_per_leaf"),
     # quality stage
     "threshold_out_of_range": (
-        _yaml("  top_k: 50", "  top_k: 50\nquality:\n  dedup:\n    min_cosine_similarity: 1.5"),
+        _yaml("    min_cosine_similarity: 0.95", "    min_cosine_similarity: 1.5"),
         "quality.dedup.min_cosine_similarity",
     ),
     "unknown_filter": (
-        _yaml("  top_k: 50", "  top_k: 50\nquality:\n  filters:\n    profanity: true"),
+        _yaml("    language: en", "    language: en\n    profanity: true"),
         "quality.filters.profanity",
     ),
     "embedding_model_missing": (
-        _yaml("  top_k: 50", "  top_k: 50\nquality:\n  embedding_model: ./no/encoder"),
+        _yaml("  top_up_rounds: 2", "  top_up_rounds: 2\n  embedding_model: ./no/encoder"),
         "quality.embedding_model",
     ),
     # templates
@@ -224,6 +271,18 @@ CASES: dict[str, tuple[Setup, str]] = {
     "run_dir_corrupt_manifest": (_corrupt_manifest, "corrupt manifest"),
     "resume_missing_dir": (_resume_missing, "no such run directory"),
     "resume_without_manifest": (_resume_no_manifest, "nothing to resume"),
+    # export, push and real-data files
+    "export_no_kept_records": (_export(status="rejected"), "no kept records"),
+    "export_split_ratios": (_export("--splits", "0.8,0.3,0.1"), "--splits"),
+    "export_unknown_format": (_export("--format", "docx"), "--format 'docx'"),
+    "export_missing_run_dir": (lambda p: ["export", str(p / "runs" / "none")], "no such run directory"),
+    "real_label_not_in_taxonomy": (_export("--mix-real", str(REAL_DATA)), "label '1' is not a label"),
+    "real_file_missing": (_export("--mix-real", "/no/such/file.csv"), "no such file"),
+    "real_unknown_column": (_real_jsonl(), "--text-col 'text' not found; columns are review, stars"),
+    "real_bad_label_map": (_export("--mix-real", str(REAL_DATA), "--label-map", "0:neg"), "expected pairs"),
+    "real_unknown_format": (_export("--mix-real", "pipelines/sentiment.yaml"), "unknown format"),
+    "push_invalid_repo": (_push("--repo", "not/a/valid/repo"), "not a valid repo id"),
+    "push_without_export": (_push("--repo", "me/data"), "no exported hub folder"),
 }
 
 

@@ -30,4 +30,4 @@ def test_build_json_summary_reuses_the_shared_run(built):
     import json
 
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert summary["planned"] == 12 and summary["reused"] == 12 and summary["generated"] == 0
+    assert summary["planned"] == summary["reused"] >= 12 and summary["generated"] == 0

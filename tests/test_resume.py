@@ -96,4 +96,5 @@ def test_torn_last_line_is_discarded(greedy_pipeline, reference, tmp_path):
     shard.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
     result = run_build(greedy_pipeline, out=out, quiet=True)
     assert result.summary.reused == 11 and result.summary.cached == 1 and result.summary.generated == 0
+    assert result.summary.planned == 12
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from textsynth.errors import Interrupted, TextsynthError
+from textsynth.errors import ConfigError, Interrupted, TextsynthError
 
 app = typer.Typer(
     add_completion=False,
@@ -190,3 +190,95 @@ def dedup_pairs(
     for dup, rep, method, sim in pairs[:top]:
         table.add_row(f"{sim:.3f}", method, dup.text or "", rep.text or "")
     Console().print(table)
+
+
+@app.command("export")
+@user_errors
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of a finished build.")],
+    splits: Annotated[str, typer.Option("--splits", help="train,validation,test ratios.")] = "0.8,0.1,0.1",
+    with_metadata: Annotated[
+        bool,
+        typer.Option("--with-metadata", help="Add provenance columns (template sha, model, seed, scores)."),
+    ] = False,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option("--format", help="Fine-tuning formats to write (repeatable); default all."),
+    ] = None,
+    mix_real: Annotated[
+        Path | None, typer.Option("--mix-real", help="Real labeled file to merge in.")
+    ] = None,
+    real_test_only: Annotated[
+        bool, typer.Option("--real-test-only", help="Put all real examples in the test split.")
+    ] = False,
+    decontaminate: Annotated[
+        Path | None,
+        typer.Option("--decontaminate", help="Evaluation file: drop records sharing a long n-gram."),
+    ] = None,
+    ngram: Annotated[int, typer.Option("--ngram", help="n-gram length for --decontaminate.")] = 13,
+    text_col: Annotated[
+        str | None, typer.Option("--text-col", help="Text column: name or 0-based position.")
+    ] = None,
+    label_col: Annotated[
+        str | None, typer.Option("--label-col", help="Label column: name or position.")
+    ] = None,
+    label_map: Annotated[
+        str | None, typer.Option("--label-map", help="Map raw labels, e.g. 0=negative,1=positive.")
+    ] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Export a run as a DatasetDict, hub folder (parquet + card) and fine-tuning formats.
+
+    Example: textsynth export runs/sentiment --splits 0.8,0.1,0.1 --with-metadata
+    """
+    from textsynth.config import Pipeline
+    from textsynth.export import FORMATS, ExportOptions, parse_ratios
+    from textsynth.pipeline import export_run
+    from textsynth.readers import read_real
+    from textsynth.run import RunDir
+
+    ratios = parse_ratios(splits)
+    unknown = [f for f in formats or [] if f not in FORMATS]
+    if unknown:
+        raise ConfigError(f"--format {unknown[0]!r}: unknown; choose from {', '.join(FORMATS)}")
+    manifest = RunDir(run_dir).read_manifest() if Path(run_dir).is_dir() else None
+    names = [lab.name for lab in Pipeline.model_validate(manifest["config"]).labels] if manifest else []
+    opts = ExportOptions(
+        ratios=ratios,
+        with_metadata=with_metadata,
+        formats=tuple(formats) if formats else FORMATS,
+        mix_real=read_real(mix_real, names, text_col, label_col, label_map) if mix_real else None,
+        real_test_only=real_test_only,
+        decontaminate=read_real(decontaminate, None, text_col) if decontaminate else None,
+        ngram=ngram,
+        seed=int(manifest["seed"]) if manifest else 0,
+    )
+    dataset = export_run(run_dir, opts)
+    Console().print(f"exported {run_dir}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.items()))
+
+
+@app.command()
+@user_errors
+def push(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory with an export (its hub/ folder).")],
+    repo: Annotated[str, typer.Option("--repo", help="Dataset repo id, e.g. user/name.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Hub token (default: HF_TOKEN or the stored login).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only print the files that would be uploaded.")
+    ] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Upload the run's hub folder (parquet splits + dataset card) to a dataset repo.
+
+    Example: textsynth push runs/sentiment --repo me/sentiment-synth --private
+    """
+    from textsynth.hub import push_run
+
+    files, url = push_run(run_dir, repo, private=private, token=token, dry_run=dry_run)
+    console = Console()
+    for name in files:
+        console.print(name, highlight=False)
+    console.print("dry run: nothing uploaded" if dry_run else f"uploaded to {url}", highlight=False)

@@ -22,10 +22,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from textsynth import faults
 from textsynth.backends import make_backend
 from textsynth.cache import CompletionCache
+from textsynth.card import render_card
 from textsynth.config import Pipeline, load_pipeline, validate_overrides
 from textsynth.embed import TextEmbedder, check_encoder, encoder_name
 from textsynth.errors import RunDirError
-from textsynth.export import export
+from textsynth.export import ExportOptions, export
 from textsynth.funnel import Funnel
 from textsynth.generate import GenerationStats, WorkItem, generate_all, request_fingerprint
 from textsynth.models import ModelIdentity, identify
@@ -296,9 +297,42 @@ def run_build(
         write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "diversity.json", json.dumps(report, indent=2) + "\n")
-        dataset = export(pipeline, records, run.path)
+        dataset = export_run(run.path, pipeline=pipeline, records=records)
     summary.wall_s = time.perf_counter() - wall
     return BuildResult(dataset, summary, run.path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def export_run(
+    run_dir: str | Path,
+    opts: ExportOptions | None = None,
+    pipeline: Pipeline | None = None,
+    records: list[Record] | None = None,
+):  # -> datasets.DatasetDict
+    """Export a run's kept records with its dataset card (also the end of every build)."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise RunDirError(f"{run.path}: no such run directory (check the path)")
+    manifest = run.read_manifest()
+    if manifest is None:
+        raise RunDirError(f"{run.path}: no manifest.json; run `textsynth build` first")
+    pipeline = pipeline or Pipeline.model_validate(manifest["config"])
+    records = records if records is not None else run.read_records()
+    opts = opts or ExportOptions(seed=pipeline.seed)
+    funnel = _read_json(run.path / "funnel.json")
+    diversity = _read_json(run.path / "diversity.json")
+
+    def card(dataset: Any, kept: list[Record], o: ExportOptions) -> str:
+        dirty = sum(1 for r in records if "contaminated" in r.reasons)
+        return render_card(pipeline, manifest, funnel, diversity, dataset, dirty, o.mix_real is not None)
+
+    dataset = export(pipeline, records, run.path, opts, card)
+    if opts.decontaminate is not None:
+        run.write_records(records)
+    return dataset
 
 
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:

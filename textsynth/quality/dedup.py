@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -113,23 +114,52 @@ class Dedup(Stage):
         return survivors
 
     def _semantic(self, ordered: list[Record], threshold: float) -> None:
-        import faiss
-
         if not ordered or self.embedder is None:
             return
         vectors = self.embedder([r.text or "" for r in ordered])
         for r, v in zip(ordered, vectors):
             self.vectors[r.id] = v
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        kept_ids: list[int] = []
-        for i, r in enumerate(ordered):
-            if kept_ids:
-                sims, pos = index.search(vectors[i : i + 1], 1)
-                if sims[0, 0] >= threshold:
-                    _mark(r, ordered[kept_ids[int(pos[0, 0])]], "semantic", float(sims[0, 0]))
-                    continue
-            index.add(vectors[i : i + 1])
-            kept_ids.append(i)
+        for i, j, sim in semantic_duplicates(vectors, threshold):
+            _mark(ordered[i], ordered[j], "semantic", sim)
+
+
+def similarity_index(vectors: np.ndarray, exact_up_to: int = 20_000) -> Any:
+    """Inner-product index: exact below `exact_up_to` rows, IVF (approximate) above."""
+    import faiss
+
+    d = vectors.shape[1]
+    if len(vectors) <= exact_up_to:
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = int(4 * np.sqrt(len(vectors)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        index.train(vectors[rng.choice(len(vectors), size=min(len(vectors), 40 * nlist), replace=False)])
+        index.nprobe = 8
+    index.add(vectors)
+    return index
+
+
+def semantic_duplicates(vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+    """(duplicate row, kept row, cosine) for unit `vectors` visited in row order.
+
+    One range search finds every pair at or above the threshold; a row is a duplicate of its most
+    similar earlier row that was itself kept. No n×n matrix is ever built.
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    lims, sims, ids = similarity_index(vectors).range_search(vectors, threshold)
+    kept = np.zeros(len(vectors), dtype=bool)
+    out = []
+    for i in range(len(vectors)):
+        nb, sim = ids[lims[i] : lims[i + 1]], sims[lims[i] : lims[i + 1]]
+        mask = nb < i
+        mask[mask] = kept[nb[mask]]
+        if mask.any():
+            best = int(np.argmax(np.where(mask, sim, -np.inf)))
+            out.append((i, int(nb[best]), float(sim[best])))
+        else:
+            kept[i] = True
+    return out
 
 
 def flagged_pairs(records: list[Record]) -> list[tuple[Record, Record, str, float]]:

@@ -1,0 +1,126 @@
+"""One reader for the user's real data: CSV, TSV, JSONL, parquet or a `save_to_disk` folder.
+
+Used by `export --mix-real`, `--decontaminate` and `compare`. Columns are chosen by name or by
+position; numeric labels are mapped with `--label-map 0=negative,1=positive`, and a label that
+maps to nothing in the taxonomy is an error naming it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+from textsynth.errors import ConfigError
+
+
+@dataclass
+class RealData:
+    path: Path
+    texts: list[str]
+    labels: list[str] | None
+
+
+def parse_label_map(spec: str | None) -> dict[str, str]:
+    """'0=negative,1=positive' → {'0': 'negative', '1': 'positive'}."""
+    if not spec:
+        return {}
+    out = {}
+    for part in spec.split(","):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--label-map {spec!r}: expected pairs like 0=negative,1=positive")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _column(spec: str | None, default: str) -> str | int:
+    if spec is None:
+        return default
+    return int(spec) if spec.lstrip("-").isdigit() else spec
+
+
+def _frame(path: Path, header: bool):  # -> pandas.DataFrame
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    try:
+        if path.is_dir():
+            from datasets import DatasetDict, concatenate_datasets, load_from_disk
+
+            data = load_from_disk(str(path))
+            if isinstance(data, DatasetDict):
+                data = concatenate_datasets(list(data.values()))
+            frame = data.to_pandas()
+            if "label" in frame and hasattr(data.features.get("label"), "names"):
+                frame["label"] = [data.features["label"].names[i] for i in frame["label"]]
+            return frame
+        if suffix in (".csv", ".tsv", ".txt"):
+            sep = "\t" if suffix in (".tsv", ".txt") else ","
+            return pd.read_csv(
+                path,
+                sep=sep,
+                header=0 if header else None,
+                dtype=str,
+                keep_default_na=False,
+                quoting=csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL,
+            )
+        if suffix in (".jsonl", ".json"):
+            return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
+        if suffix == ".parquet":
+            return pd.read_parquet(path)
+    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise ConfigError(
+            f"{path}: cannot be read ({str(exc).splitlines()[0][:120]}); check its format"
+        ) from None
+    raise ConfigError(
+        f"{path}: unknown format {suffix!r}; use .csv, .tsv, .jsonl, .parquet or a saved dataset"
+    )
+
+
+def _pick(frame, col: str | int, path: Path, what: str) -> list:
+    columns = list(frame.columns)
+    if isinstance(col, int):
+        if not -len(columns) <= col < len(columns):
+            raise ConfigError(f"{path}: --{what}-col {col}: the file has {len(columns)} columns")
+        return frame.iloc[:, col].tolist()
+    if col not in columns:
+        raise ConfigError(
+            f"{path}: --{what}-col {col!r} not found; columns are {', '.join(map(str, columns))}"
+        )
+    return frame[col].tolist()
+
+
+def read_real(
+    path: str | Path,
+    labels: list[str] | None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    label_map: str | None = None,
+) -> RealData:
+    """Texts (and labels mapped onto `labels`, when given) from a user's file."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file (check the path)")
+    tcol = _column(text_col, "text")
+    lcol = _column(label_col, "label") if labels is not None else None
+    suffix = path.suffix.lower()
+    if not (path.is_dir() or suffix in (".jsonl", ".json", ".parquet")) and text_col is None:
+        tcol = 0  # a delimited file without named columns: text first, label second
+        lcol = _column(label_col, "label") if label_col is not None else (1 if labels is not None else None)
+    frame = _frame(path, header=isinstance(tcol, str) or isinstance(lcol, str))
+    if frame.empty:
+        raise ConfigError(f"{path}: no rows")
+    texts = [str(t) for t in _pick(frame, tcol, path, "text")]
+    if lcol is None or labels is None:
+        return RealData(path, texts, None)
+    mapping = parse_label_map(label_map)
+    raw = [str(v) for v in _pick(frame, lcol, path, "label")]
+    mapped = [mapping.get(v, v) for v in raw]
+    for row, (value, name) in enumerate(zip(raw, mapped), 1):
+        if name not in labels:
+            raise ConfigError(
+                f"{path}: row {row}: label {value!r} is not a label of the pipeline ({', '.join(labels)}); "
+                "map it with --label-map, e.g. --label-map 0=negative,1=positive"
+            )
+    return RealData(path, texts, mapped)
