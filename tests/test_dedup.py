@@ -23,8 +23,8 @@ def test_each_tier_catches_its_kind_and_keeps_the_best():
         rec(
             "b", "the blender is POWERFUL and quiet -- I use it every morning!", 0.5
         ),  # exact after normalizing
-        rec("c", "The blender is powerful and quiet, I use it every single morning.", 0.4),  # near
-        rec("d", "This mixer is strong and silent; I run it each morning.", 0.3),  # paraphrase
+        rec("c", "The blender is powerful and quiet, I use it every morning now.", 0.4),  # near
+        rec("d", "My blender is strong and silent, and I run it each morning.", 0.3),  # paraphrase
         rec("e", "My running shoes fell apart after two weeks on the trail.", 0.2),
     ]
     Dedup(DedupConfig(min_cosine_similarity=0.75), EMBED).run(records)

@@ -128,6 +128,9 @@ class LabelCheckConfig(ConfigBase):
     zero_shot: bool = Field(True, description="Score label names with the generating model.")
     classifier: bool = Field(True, description="Cross-validated classifier on embeddings.")
     folds: int = Field(5, ge=2, le=20, description="Cross-validation folds for the classifier.")
+    zero_shot_weight: float = Field(
+        0.5, ge=0, description="Weight of the zero-shot signal against the classifier's 1.0."
+    )
     min_confidence: float = Field(
         0.15, ge=0, le=1, description="Reject `label_mismatch` when the combined confidence is below."
     )

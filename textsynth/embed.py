@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from textsynth.errors import ConfigError
-from textsynth.models import resolve_dtype
+from textsynth.models import quiet_transformers, resolve_dtype
 
 DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _ENCODERS: dict[tuple[str, str], Any] = {}
@@ -47,6 +47,8 @@ def load_encoder(name: str = "default", dtype: str = "auto") -> Any:
         return _ENCODERS[key]
     import torch
     from sentence_transformers import SentenceTransformer
+
+    quiet_transformers()
 
     if name == "default":
         try:

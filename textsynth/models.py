@@ -121,7 +121,7 @@ def _dense_copy(gguf: Path, sha: str) -> Path:
     return target
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers' own progress bars and notices would break textsynth's progress display."""
     from transformers.utils import logging as hf_logging
 
@@ -162,7 +162,7 @@ def _locate(config: ModelConfig) -> tuple[str, str, str]:
 
 def identify(config: ModelConfig) -> ModelIdentity:
     """Resolve a model config to its weights' identity, converting a GGUF once if needed."""
-    _quiet_transformers()
+    quiet_transformers()
     source, model_id, revision = _locate(config)
     return ModelIdentity(source, model_id, revision, resolve_dtype(config.dtype))
 

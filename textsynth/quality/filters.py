@@ -21,12 +21,12 @@ TEMPLATE_MARKUP = re.compile(r"\{\{|\}\}|\{%|%\}|<\|im_(?:start|end)\|>|\b(?:sys
 
 PII_PATTERNS: dict[str, re.Pattern[str]] = {
     "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"),
-    "card": re.compile(r"\b(?:\d[ -]?){13,19}\b"),
+    "card": re.compile(r"\b\d(?:[ -]?\d){12,18}\b"),
     "phone": re.compile(r"(?<!\w)(?:\+?\d{1,3}[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]?\d{4}(?!\w)"),
     "ip": re.compile(r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b"),
     "address": re.compile(
         r"\b\d{1,5}\s+(?:[A-Z][a-z]+\s){1,3}(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|"
-        r"Court|Ct|Way|Place|Pl)\b\.?"
+        r"Court|Ct|Way|Place|Pl)\b"
     ),
 }
 

@@ -2,10 +2,12 @@
 
 Two signals, both stored in `scores`:
 - `label_zero_shot`: the generating model as a zero-shot classifier, comparing the
-  log-likelihood of each label name as its reply (a constrained choice, not parsed free text);
+  log-likelihood of each label name as its reply (a constrained choice, not parsed free text),
+  calibrated by subtracting each label's mean over the build (small models prefer one label
+  whatever the text; contextual calibration removes that prior);
 - `label_classifier`: out-of-fold probability of a logistic regression on the MiniLM
   embeddings, trained with k-fold cross-validation on the build's own records.
-Their mean is `label_confidence`. A record is rejected `label_mismatch` when that is below the
+Their weighted mean is `label_confidence` (`zero_shot_weight` sets the first signal's weight). A record is rejected `label_mismatch` when that is below the
 floor, or when confident learning finds it off-diagonal: its label's probability is under that
 label's average self-confidence while another label's clears its own average.
 """
@@ -25,14 +27,10 @@ Embedder = Callable[[list[str]], np.ndarray]
 
 
 def zero_shot_prompt(pipeline: Pipeline, text: str) -> list[dict[str, str]]:
-    labels = "\n".join(f"- {lab.name}: {lab.description}" for lab in pipeline.labels)
+    """Text first, then a short question: small models attend best to what comes last."""
+    names = ", ".join(lab.name for lab in pipeline.labels)
     return [
-        {"role": "system", "content": "You are a careful annotator. Reply with one label name only."},
-        {
-            "role": "user",
-            "content": f"{pipeline.description}\nLabels:\n{labels}\n\nText: {text}\n\n"
-            "Which label fits the text best? Reply with the label name only.",
-        },
+        {"role": "user", "content": f"Text: {text}\n\nIs this text {names}? Answer with one word."},
     ]
 
 
@@ -93,8 +91,9 @@ class LabelCheck(Stage):
                 loglik = self.backend.score(
                     [zero_shot_prompt(self.pipeline, r.text or "") for r in kept], names
                 )
-                zs = _softmax(np.asarray(loglik))
-                parts.append(zs)
+                loglik = np.asarray(loglik)
+                zs = _softmax(loglik - loglik.mean(axis=0, keepdims=True))  # remove the label prior
+                parts.append((self.config.zero_shot_weight, zs))
                 self.signals.append("zero_shot")
                 for r, p in zip(kept, zs[np.arange(len(kept)), labels]):
                     r.scores["label_zero_shot"] = round(float(p), 4)
@@ -105,11 +104,13 @@ class LabelCheck(Stage):
                 self.embedder([r.text or "" for r in kept]), labels, len(names), self.config.folds
             )
             if proba is not None:
-                parts.append(proba)
+                parts.append((1.0, proba))
                 self.signals.append("classifier")
                 for r, p in zip(kept, proba[np.arange(len(kept)), labels]):
                     r.scores["label_classifier"] = round(float(p), 4)
-        return np.mean(parts, axis=0) if parts else None
+        if not parts:
+            return None
+        return sum(w * p for w, p in parts) / sum(w for w, _ in parts)
 
     def process(self, kept: list[Record]) -> None:
         if not kept:
