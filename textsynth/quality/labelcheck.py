@@ -7,7 +7,8 @@ Two signals, both stored in `scores`:
   whatever the text; contextual calibration removes that prior);
 - `label_classifier`: out-of-fold probability of a logistic regression on the MiniLM
   embeddings, trained with k-fold cross-validation on the build's own records.
-Their weighted mean is `label_confidence` (`zero_shot_weight` sets the first signal's weight). A record is rejected `label_mismatch` when that is below the
+Their weighted mean is `label_confidence` (`zero_shot_weight` weighs the first signal).
+A record is rejected `label_mismatch` when that is below the
 floor, or when confident learning finds it off-diagonal: its label's probability is under that
 label's average self-confidence while another label's clears its own average.
 """
