@@ -31,12 +31,16 @@ def built150(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
     return run_build(SENTIMENT, n=150, seed=5, out=out, quiet=True)
 
 
+def copy_project(dest: Path) -> Path:
+    for sub in ("pipelines", "prompts"):
+        shutil.copytree(ROOT / sub, dest / sub)
+    return dest
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A writable copy of pipelines/ and prompts/ for tests that edit them."""
-    for sub in ("pipelines", "prompts"):
-        shutil.copytree(ROOT / sub, tmp_path / sub)
-    return tmp_path
+    return copy_project(tmp_path)
 
 
 def edit_pipeline(path: Path, **replacements: str) -> Path:
@@ -50,14 +54,18 @@ def edit_pipeline(path: Path, **replacements: str) -> Path:
     return path
 
 
+# fp32 greedy decoding, 12 examples, small batches, no top-up: exactly reproducible builds.
+GREEDY = {
+    "n": "12",
+    "dtype": "float32",
+    "temperature": "0",
+    "max_new_tokens": "24",
+    "batch_size": "4",
+    "top_up_rounds": "0",
+}
+
+
 @pytest.fixture
 def greedy_pipeline(project: Path) -> Path:
-    """sentiment.yaml in fp32 greedy decoding, 12 examples, small batches: exactly reproducible."""
-    return edit_pipeline(
-        project / "pipelines" / "sentiment.yaml",
-        n="12",
-        dtype="float32",
-        temperature="0",
-        max_new_tokens="24",
-        batch_size="4",
-    )
+    """sentiment.yaml with GREEDY settings, in a writable project copy."""
+    return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)

@@ -54,7 +54,7 @@ def test_every_format_loads_back_with_counts_and_labels(built):
     ds = datasets.load_from_disk(str(built.run_dir / "dataset"))
     names = ds["train"].features["label"].names
     fmt = built.run_dir / "formats"
-    for split in SPLITS:
+    for split in ds:
         n = len(ds[split])
         gold = [names[v] for v in ds[split]["label"]]
         assert (
@@ -77,7 +77,8 @@ def test_card_parses_and_says_how_to_rebuild(built):
     meta = card.data.to_dict()
     assert meta["task_categories"] == ["text-classification"]
     assert [c["config_name"] for c in meta["configs"]] == ["default"]
-    assert {f["split"] for f in meta["configs"][0]["data_files"]} == set(SPLITS)
+    ds = datasets.load_from_disk(str(built.run_dir / "dataset"))
+    assert {f["split"] for f in meta["configs"][0]["data_files"]} == set(ds) <= set(SPLITS)
     for needle in (
         "## Funnel",
         "label_confirmed",

@@ -21,7 +21,7 @@ def _records(built):
 def test_dataset_loads_with_classlabel_in_yaml_order(built):
     ds = datasets.load_from_disk(str(built.run_dir / "dataset"))
     names = [lab.name for lab in load_pipeline(SENTIMENT).labels]
-    assert list(ds) == ["train", "validation", "test"]
+    assert "train" in ds and set(ds) <= {"train", "validation", "test"}
     assert ds["train"].features["label"].names == names
     assert {"id", "text", "label", "product", "persona", "length"} <= set(ds["train"].column_names)
     assert sum(len(split) for split in ds.values()) == built.summary.kept > 0

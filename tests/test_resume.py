@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from textsynth.cli import app
 from textsynth.pipeline import resume_build, run_build
 
-from .conftest import ROOT
+from .conftest import GREEDY, ROOT, copy_project, edit_pipeline
 
 
 def _cli(*args: str, fault: str | None = None, signal: str | None = None) -> subprocess.CompletedProcess:
@@ -39,9 +39,16 @@ def _complete_shard_lines(run: Path) -> list[str]:
     return lines
 
 
-@pytest.fixture
-def reference(greedy_pipeline: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "reference"
+@pytest.fixture(scope="module")
+def greedy_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One read-only greedy project for this module (the tests here never edit it)."""
+    project = copy_project(tmp_path_factory.mktemp("greedy"))
+    return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
+
+
+@pytest.fixture(scope="module")
+def reference(greedy_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "run"
     run_build(greedy_pipeline, out=out, quiet=True)
     return out
 

@@ -19,6 +19,12 @@ from textsynth.errors import ConfigError
 SCHEMA_VERSION = 1
 
 
+def _reject_duplicates(names: list[str], what: str, rule: str) -> None:
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate {what} {dupes[0]!r}: {rule}")
+
+
 class ConfigBase(BaseModel):
     """Every section forbids unknown keys so a typo is an error, not a silent default."""
 
@@ -54,10 +60,7 @@ class Attribute(ConfigBase):
     @field_validator("values")
     @classmethod
     def _unique(cls, values: list[Value]) -> list[Value]:
-        names = [v.name for v in values]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate value {dupes[0]!r}: each value may appear once")
+        _reject_duplicates([v.name for v in values], "value", "each value may appear once")
         return values
 
 
@@ -182,10 +185,7 @@ class Pipeline(ConfigBase):
     @field_validator("labels")
     @classmethod
     def _unique_labels(cls, labels: list[Label]) -> list[Label]:
-        names = [lab.name for lab in labels]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate label {dupes[0]!r}: label names must be unique")
+        _reject_duplicates([lab.name for lab in labels], "label", "label names must be unique")
         return labels
 
     @model_validator(mode="after")

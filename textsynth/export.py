@@ -159,6 +159,8 @@ def to_dataset_dict(pipeline: Pipeline, rows: list[dict], with_metadata: bool): 
     splits = {}
     for split in SPLITS:
         chosen = [row for row in rows if row["_split"] == split]
+        if not chosen:
+            continue  # too few records for this split; `datasets` cannot reload an empty one
         columns = {k: [row[k] for row in chosen] for k in spec}
         columns["label"] = [names.index(v) for v in columns["label"]]
         splits[split] = Dataset.from_dict(columns, features=features)
