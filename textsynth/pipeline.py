@@ -306,6 +306,26 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _open_run(run_dir: str | Path, action: str) -> tuple[RunDir, dict[str, Any]]:
+    """An existing run directory and its manifest, or a one-line error."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise RunDirError(f"{run.path}: no such run directory (check the path)")
+    manifest = run.read_manifest()
+    if manifest is None:
+        raise RunDirError(
+            f"{run.path}: no manifest.json, so nothing to {action}; run `textsynth build` first"
+        )
+    return run, manifest
+
+
+def _recorded_pipeline(run: RunDir, manifest: dict[str, Any]) -> Pipeline:
+    try:
+        return Pipeline.model_validate(manifest["config"])
+    except (KeyError, ValidationError):
+        raise RunDirError(f"{run.manifest_path}: config missing or invalid; rebuild with --force") from None
+
+
 def export_run(
     run_dir: str | Path,
     opts: ExportOptions | None = None,
@@ -313,13 +333,8 @@ def export_run(
     records: list[Record] | None = None,
 ):  # -> datasets.DatasetDict
     """Export a run's kept records with its dataset card (also the end of every build)."""
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise RunDirError(f"{run.path}: no such run directory (check the path)")
-    manifest = run.read_manifest()
-    if manifest is None:
-        raise RunDirError(f"{run.path}: no manifest.json; run `textsynth build` first")
-    pipeline = pipeline or Pipeline.model_validate(manifest["config"])
+    run, manifest = _open_run(run_dir, "export")
+    pipeline = pipeline or _recorded_pipeline(run, manifest)
     records = records if records is not None else run.read_records()
     opts = opts or ExportOptions(seed=pipeline.seed)
     funnel = _read_json(run.path / "funnel.json")
@@ -337,16 +352,8 @@ def export_run(
 
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:
     """Continue a run with the config recorded in its manifest."""
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise RunDirError(f"{run.path}: no such run directory (check the path)")
-    manifest = run.read_manifest()
-    if manifest is None:
-        raise RunDirError(f"{run.path}: no manifest.json, so nothing to resume; use `textsynth build`")
-    try:
-        pipeline = Pipeline.model_validate(manifest["config"])
-    except (KeyError, ValidationError):
-        raise RunDirError(f"{run.manifest_path}: config missing or invalid; rebuild with --force") from None
+    run, manifest = _open_run(run_dir, "resume")
+    pipeline = _recorded_pipeline(run, manifest)
     source = manifest.get("pipeline_file")
     return run_build(pipeline, out=run.path, quiet=quiet, pipeline_path=Path(source) if source else None)
 
