@@ -40,7 +40,7 @@ import transformers
 
 from textsynth.backends.base import Request
 from textsynth.backends.transformers import TransformersBackend
-from textsynth.config import GenerationParams, ModelConfig
+from textsynth.config import GenerationParams, ModelConfig, load_pipeline
 from textsynth.models import LoadedModel, default_gguf, load_model, resolve_dtype
 from textsynth.pipeline import run_build
 
@@ -241,7 +241,11 @@ def run_end_to_end(n: int) -> tuple[Any, float]:
     """A whole build into a fresh temporary run directory; (BuildSummary, wall seconds)."""
     with tempfile.TemporaryDirectory(prefix="textsynth-bench-") as tmp:
         start = time.perf_counter()
-        result = run_build(PIPELINE, n=n, out=Path(tmp) / "run", quiet=True)
+        pipeline = load_pipeline(PIPELINE)  # one pass: top-up rounds would generate more than n
+        pipeline = pipeline.model_copy(
+            update={"quality": pipeline.quality.model_copy(update={"top_up_rounds": 0})}
+        )
+        result = run_build(pipeline, n=n, out=Path(tmp) / "run", quiet=True, pipeline_path=PIPELINE)
         wall = time.perf_counter() - start
     return result.summary, wall
 
@@ -378,9 +382,9 @@ def compare(n: int, batch: int, subset: int) -> tuple[list[Row], dict[str, float
         Row(
             "textsynth_end_to_end",
             n,
-            summary.tokens,
+            summary.gen.tokens,
             wall,
-            f"{e2e_dtype}, yaml's own prompts/params; generate {summary.generation_s:.1f} s, "
+            f"{e2e_dtype}, yaml's own prompts/params; generate {summary.gen.seconds:.1f} s, "
             f"kept {summary.kept}/{summary.planned}",
         )
     )

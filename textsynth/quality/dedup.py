@@ -12,13 +12,13 @@ import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from textsynth.config import DedupConfig
 from textsynth.quality.base import Stage
 from textsynth.quality.filters import words
+from textsynth.quality.neighbours import similar_pairs
 from textsynth.records import Record
 
 Embedder = Callable[[list[str]], np.ndarray]
@@ -96,10 +96,9 @@ class Dedup(Stage):
         lsh = MinHashLSH(threshold=threshold, num_perm=128)
         kept: dict[str, tuple[Record, set[str]]] = {}
         survivors = []
-        for r in ordered:
-            grams = shingles(r.text or "")
-            mh = MinHash(num_perm=128, seed=1)
-            mh.update_batch([g.encode() for g in grams])
+        grams_of = [shingles(r.text or "") for r in ordered]
+        hashes = MinHash.generator(([g.encode() for g in grams] for grams in grams_of), num_perm=128, seed=1)
+        for r, grams, mh in zip(ordered, grams_of, hashes):  # the generator reuses one permutation set
             best, best_sim = None, 0.0
             for cand in lsh.query(mh):
                 sim = jaccard(grams, kept[cand][1])  # exact check: a bucket collision alone never counts
@@ -123,42 +122,23 @@ class Dedup(Stage):
             _mark(ordered[i], ordered[j], "semantic", sim)
 
 
-def similarity_index(vectors: np.ndarray, exact_up_to: int = 20_000) -> Any:
-    """Inner-product index: exact below `exact_up_to` rows, IVF (approximate) above."""
-    import faiss
-
-    d = vectors.shape[1]
-    if len(vectors) <= exact_up_to:
-        index = faiss.IndexFlatIP(d)
-    else:
-        nlist = int(4 * np.sqrt(len(vectors)))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        index.train(vectors[rng.choice(len(vectors), size=min(len(vectors), 40 * nlist), replace=False)])
-        index.nprobe = 8
-    index.add(vectors)
-    return index
-
-
 def semantic_duplicates(vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
     """(duplicate row, kept row, cosine) for unit `vectors` visited in row order.
 
-    One range search finds every pair at or above the threshold; a row is a duplicate of its most
-    similar earlier row that was itself kept. No n×n matrix is ever built.
+    A row is a duplicate of its most similar earlier row that was itself kept; an earlier row's
+    verdict is final before any later row is looked at, so there are no chains.
     """
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    lims, sims, ids = similarity_index(vectors).range_search(vectors, threshold)
-    kept = np.zeros(len(vectors), dtype=bool)
+    later, earlier, sims = similar_pairs(vectors, threshold)
+    order = np.lexsort((-sims, later))
+    kept = [True] * len(vectors)
     out = []
-    for i in range(len(vectors)):
-        nb, sim = ids[lims[i] : lims[i + 1]], sims[lims[i] : lims[i + 1]]
-        mask = nb < i
-        mask[mask] = kept[nb[mask]]
-        if mask.any():
-            best = int(np.argmax(np.where(mask, sim, -np.inf)))
-            out.append((i, int(nb[best]), float(sim[best])))
-        else:
-            kept[i] = True
+    current, decided = -1, False
+    for a, b, sim in zip(later[order].tolist(), earlier[order].tolist(), sims[order].tolist()):
+        if a != current:
+            current, decided = a, False
+        if not decided and kept[b]:
+            kept[a], decided = False, True
+            out.append((a, b, sim))
     return out
 
 
