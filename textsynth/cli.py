@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -70,11 +71,18 @@ def summary_table(summary: Any, run_dir: Path) -> Table:
     for label, short in summary.shortfall.items():
         table.add_row(f"short of quota: {label}", str(short))
     table.add_row("top-up rounds", str(summary.top_up_rounds))
+    if summary.label_signals:
+        table.add_row("label check signals", ", ".join(summary.label_signals))
     table.add_row("generated tokens", str(summary.gen.tokens))
     table.add_row("generation time", f"{summary.gen.seconds:.1f} s")
     table.add_row("examples/s", f"{summary.examples_per_s:.2f}")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
     return table
+
+
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")]
@@ -119,6 +127,9 @@ def build(
     cache: Annotated[
         Path | None, typer.Option("--cache", help="Completion cache file to share between runs.")
     ] = None,
+    executor: Annotated[
+        Executor | None, typer.Option("--executor", help="Run generation here or on a Ray actor pool.")
+    ] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
@@ -130,7 +141,14 @@ def build(
     from textsynth.pipeline import run_build
 
     result = run_build(
-        pipeline, n=n, seed=seed, out=out, quiet=quiet or as_json, force=force, cache_path=cache
+        pipeline,
+        n=n,
+        seed=seed,
+        out=out,
+        quiet=quiet or as_json,
+        force=force,
+        cache_path=cache,
+        executor=executor.value if executor else None,
     )
     _report(result, quiet, as_json)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from textsynth.errors import ConfigError
 
 SCHEMA_VERSION = 1
+BASE_VARIABLES = ("label", "label_description", "labels", "task_description")
 
 
 def _reject_duplicates(names: list[str], what: str, rule: str) -> None:
@@ -36,6 +38,10 @@ class Value(ConfigBase):
 
     name: str = Field(min_length=1, description="The value as templates see it, e.g. 'blender'.")
     weight: float = Field(1.0, gt=0, description="Relative share of examples that get this value.")
+    count: int | None = Field(
+        None, ge=0, description="Exact examples per label with this value (oversample an edge case)."
+    )
+    edge_case: bool = Field(False, description="Marks a rare case real data lacks; listed in the card.")
     children: dict[str, Attribute] = Field(
         default_factory=dict, description="Nested attributes chosen only when this value is."
     )
@@ -83,6 +89,75 @@ class Templates(ConfigBase):
     user: str = Field(description="User prompt template file.")
 
 
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ALL = "all"  # the one group of a pipeline without labels
+FIELD_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+class JudgeConfig(ConfigBase):
+    """A rubric: each criterion is scored by the likelihood of each allowed score, not by parsing."""
+
+    criteria: dict[str, str] = Field(
+        min_length=1, description="Criterion name → what a response with the top score does."
+    )
+    scale: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5], min_length=2, description="The allowed scores."
+    )
+    min_score: float | None = Field(
+        None, description="Reject `low_judge_score` when the mean over criteria is below this."
+    )
+
+    @field_validator("criteria")
+    @classmethod
+    def _names(cls, criteria: dict[str, str]) -> dict[str, str]:
+        for name, text in criteria.items():
+            if not re.match(IDENTIFIER, name) or not text.strip():
+                raise ValueError(f"criterion {name!r}: needs an identifier name and a description")
+        return criteria
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, scale: list[int]) -> list[int]:
+        if any(not 0 <= s <= 9 for s in scale) or len(set(scale)) != len(scale):
+            raise ValueError("scale: distinct one-digit scores, e.g. [1, 2, 3, 4, 5]")
+        return sorted(scale)
+
+
+class Step(ConfigBase):
+    """One generation step; its output is a variable for the templates of later steps."""
+
+    name: str = Field(pattern=IDENTIFIER, description="Output name, e.g. 'instruction'.")
+    templates: Templates
+    generation: GenerationParams | None = Field(None, description="Overrides the pipeline's parameters.")
+    output: Literal["text", "json"] = Field("text", description="Free text, or a JSON object with `fields`.")
+    fields: dict[str, Literal["str", "int", "float", "bool"]] = Field(
+        default_factory=dict, description="JSON fields and their types (output: json)."
+    )
+    retries: int = Field(2, ge=0, le=10, description="New tries, with fresh seeds, for unparseable JSON.")
+    judge: JudgeConfig | None = Field(None, description="Makes this a rubric step that scores the example.")
+    model: ModelConfig | None = Field(None, description="Another model for this step (e.g. a judge).")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Step:
+        if self.output == "json" and not self.fields:
+            raise ValueError(f"step {self.name!r}: output json needs `fields` (name: str|int|float|bool)")
+        if self.output == "text" and self.fields:
+            raise ValueError(f"step {self.name!r}: `fields` need `output: json`")
+        for name in self.fields:
+            if not re.match(IDENTIFIER, name):
+                raise ValueError(f"step {self.name!r}: field {name!r} is not an identifier")
+        if self.judge is not None and self.output != "text":
+            raise ValueError(f"step {self.name!r}: a judge step scores choices; remove `output: json`")
+        return self
+
+    @property
+    def outputs(self) -> list[str]:
+        """Variables this step gives later steps."""
+        if self.judge is not None:
+            return [f"judge_{c}" for c in self.judge.criteria]
+        return list(self.fields) if self.output == "json" else [self.name]
+
+
 class ModelConfig(ConfigBase):
     """Which model generates, in which precision and batch size."""
 
@@ -96,7 +171,43 @@ class ModelConfig(ConfigBase):
         "auto", description="'auto' = bf16 where the CPU/GPU supports it, else fp32."
     )
     batch_size: int = Field(64, ge=1, le=4096, description="Rows decoded together.")
-    backend: Literal["transformers"] = Field("transformers", description="Generation backend.")
+    backend: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers",
+        description="'transformers' (in process), 'openai' (any OpenAI-compatible server) or 'vllm' (GPU).",
+    )
+    base_url: str | None = Field(
+        None, description="Server URL for backend openai, e.g. http://127.0.0.1:8000/v1."
+    )
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="Endpoint of backend openai: /chat/completions or /completions."
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Environment variable holding the API key (never stored)."
+    )
+    send_top_k: bool = Field(
+        False,
+        description="Send generation.top_k as `top_k` (vLLM, llama.cpp accept it; OpenAI's API has none).",
+    )
+    concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once (backend openai).")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds (backend openai).")
+    max_retries: int = Field(
+        6, ge=0, le=50, description="Retries on 429, 5xx, timeouts and refused connections (backend openai)."
+    )
+
+    @model_validator(mode="after")
+    def _server(self) -> ModelConfig:
+        if self.backend == "openai" and not (self.base_url or "").startswith(("http://", "https://")):
+            raise ValueError("base_url: backend openai needs the server URL, e.g. http://127.0.0.1:8000/v1")
+        return self
+
+
+class ExecutorConfig(ConfigBase):
+    """Where generation runs: this process, or a Ray actor pool (local Ray or `RAY_ADDRESS`)."""
+
+    kind: Literal["local", "ray"] = Field("local", description="'local' or 'ray' (also `--executor ray`).")
+    actors: int = Field(2, ge=1, le=10_000, description="Ray actors, one model each.")
+    num_cpus: float = Field(1, gt=0, description="CPUs per actor (also its torch threads).")
+    num_gpus: float = Field(0, ge=0, description="GPUs per actor.")
 
 
 class GenerationParams(ConfigBase):
@@ -167,18 +278,30 @@ class Pipeline(ConfigBase):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Run name.")
     description: str = Field("", description="What the dataset is for; goes into the card.")
-    task: Literal["classification"] = Field("classification", description="Kind of dataset.")
+    task: Literal["classification", "generation"] = Field(
+        "classification", description="'classification' (labels) or 'generation' (steps, no labels)."
+    )
     seed: int = Field(0, ge=0, description="Pipeline seed; every random choice derives from it.")
     n: int | None = Field(None, ge=1, description="Total examples when labels give no counts.")
-    labels: list[Label] = Field(min_length=2, description="At least two labels.")
+    labels: list[Label] = Field(
+        default_factory=list, description="Classes; at least two, or none for a generation task."
+    )
     taxonomy: dict[str, Attribute] = Field(
         default_factory=dict, description="Attributes shared by all labels."
     )
     max_per_leaf: int | None = Field(
         None, ge=1, description="Cap on examples of one label at one taxonomy leaf."
     )
-    templates: Templates
+    templates: Templates | None = Field(None, description="The prompt of a single-step pipeline.")
+    steps: list[Step] = Field(default_factory=list, description="Ordered generation steps.")
+    text_field: str | None = Field(
+        None, description="Step output that becomes the record text (default: the last text output)."
+    )
+    prompt_field: str | None = Field(
+        None, description="Step output used as the user turn of fine-tuning formats (e.g. 'instruction')."
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     generation: GenerationParams = Field(default_factory=GenerationParams)
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
@@ -187,6 +310,50 @@ class Pipeline(ConfigBase):
     def _unique_labels(cls, labels: list[Label]) -> list[Label]:
         _reject_duplicates([lab.name for lab in labels], "label", "label names must be unique")
         return labels
+
+    @model_validator(mode="after")
+    def _steps(self) -> Pipeline:
+        if self.task == "classification" and len(self.labels) < 2:
+            raise ValueError("labels: a classification task needs at least two (or set `task: generation`)")
+        if self.task == "generation" and self.labels:
+            raise ValueError("labels: a generation task has none (remove them or set `task: classification`)")
+        if not self.steps and self.templates is None:
+            raise ValueError("templates: give `templates` (one prompt) or `steps`")
+        if self.steps and self.templates is not None:
+            raise ValueError("templates: with `steps`, each step names its own templates; remove this one")
+        taken = set(BASE_VARIABLES)
+        for step in self.steps:
+            clash = taken & set(step.outputs)
+            if clash:
+                raise ValueError(f"steps: {step.name!r} outputs {sorted(clash)[0]!r}, already defined")
+            taken |= set(step.outputs)
+        texts = self.output_names(judges=False)
+        for name in ("text_field", "prompt_field"):
+            value = getattr(self, name)
+            if value is not None and value not in texts:
+                raise ValueError(f"{name}: {value!r} is no step output; use one of {texts}")
+        if self.steps and self.text_field is None and not texts:
+            raise ValueError("steps: at least one step must produce text (a judge step only scores)")
+        return self
+
+    def output_names(self, judges: bool = True) -> list[str]:
+        return [o for s in self.steps if judges or s.judge is None for o in s.outputs]
+
+    @property
+    def record_text(self) -> str | None:
+        """The step output stored as the record's text (None for a single-step pipeline)."""
+        texts = self.output_names(judges=False)
+        return self.text_field or (texts[-1] if texts else None)
+
+    @property
+    def instruction_field(self) -> str | None:
+        """The step output that is the user turn of fine-tuning formats (default: the first other text)."""
+        others = [o for o in self.output_names(judges=False) if o != self.record_text]
+        return self.prompt_field or (others[0] if others else None)
+
+    @property
+    def label_names(self) -> list[str]:
+        return [lab.name for lab in self.labels] or [ALL]
 
     @model_validator(mode="after")
     def _counts(self) -> Pipeline:
@@ -223,6 +390,7 @@ class Pipeline(ConfigBase):
 
 
 Value.model_rebuild()
+Step.model_rebuild()
 
 
 def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:

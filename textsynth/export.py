@@ -98,6 +98,19 @@ def contaminated(records: Sequence[Record], eval_texts: list[str], n: int) -> se
     return hit
 
 
+def output_columns(pipeline: Pipeline) -> dict[str, str]:
+    """Step outputs exported as columns beside `text`, with their `datasets` dtype."""
+    dtypes = {"str": "string", "int": "int64", "float": "float64", "bool": "bool"}
+    out: dict[str, str] = {}
+    for step in pipeline.steps:
+        for name in step.outputs:
+            if step.judge is not None:
+                out[name] = "float64"
+            elif name != pipeline.record_text:
+                out[name] = dtypes[step.fields[name]] if step.output == "json" else "string"
+    return out
+
+
 def _rows(
     pipeline: Pipeline, records: Sequence[Record], split_of: dict[str, str], opts: ExportOptions
 ) -> list[dict]:
@@ -106,6 +119,12 @@ def _rows(
     for r in records:
         row: dict[str, Any] = {"id": r.id, "text": r.text, "label": r.label, "source": "synthetic"}
         row.update({a: r.attributes.get(a) for a in attrs})
+        row.update(
+            {
+                c: r.scores.get(c) if c.startswith("judge_") else r.fields.get(c)
+                for c in output_columns(pipeline)
+            }
+        )
         if opts.with_metadata:
             row.update(
                 template_sha=json.dumps(r.prompt.get("template_sha", {}), sort_keys=True),
@@ -119,7 +138,7 @@ def _rows(
     return rows
 
 
-def _real_rows(real: RealData, opts: ExportOptions, attrs: list[str]) -> list[dict]:
+def _real_rows(pipeline: Pipeline, real: RealData, opts: ExportOptions, attrs: list[str]) -> list[dict]:
     labels = real.labels or []
     rows = []
     rng = random.Random(f"{opts.seed}\x1freal")
@@ -127,6 +146,7 @@ def _real_rows(real: RealData, opts: ExportOptions, attrs: list[str]) -> list[di
         split = "test" if opts.real_test_only else rng.choices(SPLITS, weights=opts.ratios)[0]
         row: dict[str, Any] = {"id": f"real-{i}", "text": text, "label": label, "source": "real"}
         row.update({a: None for a in attrs})
+        row.update({c: None for c in output_columns(pipeline)})
         if opts.with_metadata:
             row.update(template_sha=None, model=None, seed=None, scores=None, cluster=None)
         row["_split"] = split
@@ -140,13 +160,11 @@ def to_dataset_dict(pipeline: Pipeline, rows: list[dict], with_metadata: bool): 
     disable_progress_bars()
     names = [lab.name for lab in pipeline.labels]
     attrs = [a for a in attribute_order(pipeline) if a not in ("id", "text", "label")]
-    spec: dict[str, Any] = {
-        "id": Value("string"),
-        "text": Value("string"),
-        "label": ClassLabel(names=names),
-        "source": Value("string"),
-        **{a: Value("string") for a in attrs},
-    }
+    spec: dict[str, Any] = {"id": Value("string"), "text": Value("string")}
+    if names:  # a generation pipeline has no labels, so no ClassLabel column
+        spec["label"] = ClassLabel(names=names)
+    spec.update(source=Value("string"), **{a: Value("string") for a in attrs})
+    spec.update({c: Value(dtype) for c, dtype in output_columns(pipeline).items()})
     if with_metadata:
         spec.update(
             template_sha=Value("string"),
@@ -162,42 +180,59 @@ def to_dataset_dict(pipeline: Pipeline, rows: list[dict], with_metadata: bool): 
         if not chosen:
             continue  # too few records for this split; `datasets` cannot reload an empty one
         columns = {k: [row[k] for row in chosen] for k in spec}
-        columns["label"] = [names.index(v) for v in columns["label"]]
+        if names:
+            columns["label"] = [names.index(v) for v in columns["label"]]
         splits[split] = Dataset.from_dict(columns, features=features)
     return DatasetDict(splits)
 
 
+def _turns(pipeline: Pipeline, row: dict[str, Any]) -> tuple[str | None, str, str]:
+    """(system, user, assistant) of one row in the fine-tuning formats.
+
+    Classification: the text in, the label out. Generation: the prompt field (e.g. the
+    instruction) in, the text (e.g. the response) out.
+    """
+    if pipeline.labels:
+        names = ", ".join(lab.name for lab in pipeline.labels)
+        system = f"{pipeline.description} Classify the text as one of: {names}. Reply with the label only."
+        return system.strip(), row["text"], row["label"]
+    field = pipeline.instruction_field
+    user = str(row[field]) if field else pipeline.description
+    return None, user, row["text"]
+
+
 def _write_formats(pipeline: Pipeline, dataset: Any, folder: Path, formats: tuple[str, ...]) -> None:
     names = [lab.name for lab in pipeline.labels]
-    instruction = (
-        f"{pipeline.description} Classify the text as one of: {', '.join(names)}. Reply with the label only."
-    ).strip()
     folder.mkdir(parents=True, exist_ok=True)
     for split, ds in dataset.items():
-        rows = [{**row, "label": names[row["label"]]} for row in ds.to_list()]
+        rows = [{**row, "label": names[row["label"]]} if names else row for row in ds.to_list()]
         for fmt in formats:
+            if fmt == "classification" and not names:
+                continue  # a generation pipeline has no label to classify
             if fmt == "csv":
-                ds.to_pandas().assign(label=[r["label"] for r in rows]).to_csv(
-                    folder / f"{split}.csv", index=False
-                )
+                frame = ds.to_pandas()
+                if names:
+                    frame = frame.assign(label=[r["label"] for r in rows])
+                frame.to_csv(folder / f"{split}.csv", index=False)
                 continue
             if fmt == "jsonl":
                 lines = rows
             elif fmt == "classification":
                 lines = [{"text": r["text"], "label": r["label"]} for r in rows]
             elif fmt in ("trl", "openai"):
-                lines = [
-                    {
-                        "messages": [
-                            {"role": "system", "content": instruction},
-                            {"role": "user", "content": r["text"]},
-                            {"role": "assistant", "content": r["label"]},
-                        ]
-                    }
-                    for r in rows
-                ]
+                lines = []
+                for r in rows:
+                    system, user, assistant = _turns(pipeline, r)
+                    turns = [("system", system), ("user", user), ("assistant", assistant)]
+                    lines.append({"messages": [{"role": k, "content": v} for k, v in turns if v is not None]})
             elif fmt == "alpaca":
-                lines = [{"instruction": instruction, "input": r["text"], "output": r["label"]} for r in rows]
+                lines = []
+                for r in rows:
+                    system, user, assistant = _turns(pipeline, r)
+                    if system is None:
+                        lines.append({"instruction": user, "input": "", "output": assistant})
+                    else:
+                        lines.append({"instruction": system, "input": user, "output": assistant})
             else:
                 raise ExportError(f"--format {fmt!r}: unknown; choose from {', '.join(FORMATS)}")
             body = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
@@ -231,7 +266,7 @@ def export(
     rows = _rows(pipeline, kept, split_of, opts)
     if opts.mix_real is not None:
         attrs = [a for a in attribute_order(pipeline) if a not in ("id", "text", "label")]
-        rows += _real_rows(opts.mix_real, opts, attrs)
+        rows += _real_rows(pipeline, opts.mix_real, opts, attrs)
     dataset = to_dataset_dict(pipeline, rows, opts.with_metadata)
     with atomic_dir(run_path / "hub") as hub, atomic_dir(run_path / "formats") as formats:
         (hub / "data").mkdir()
@@ -245,7 +280,10 @@ def export(
             faults.point("export")
     names = [lab.name for lab in pipeline.labels]
     lines = "".join(
-        json.dumps({**row, "label": names[row["label"]], "split": split}, ensure_ascii=False) + "\n"
+        json.dumps(
+            {**row, **({"label": names[row["label"]]} if names else {}), "split": split}, ensure_ascii=False
+        )
+        + "\n"
         for split, ds in dataset.items()
         for row in ds.to_list()
     )

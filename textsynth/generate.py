@@ -22,7 +22,7 @@ from rich.progress import Progress
 from textsynth import faults
 from textsynth.backends import Backend, Completion, Request
 from textsynth.cache import CompletionCache
-from textsynth.config import Pipeline
+from textsynth.config import GenerationParams, Pipeline
 from textsynth.errors import Interrupted, RunDirError
 from textsynth.models import ModelIdentity
 from textsynth.parse import parse_record
@@ -33,13 +33,13 @@ from textsynth.templates import PromptTemplates
 
 
 def request_fingerprint(
-    model: ModelIdentity, messages: list[dict[str, str]], pipeline: Pipeline, seed: int
+    model: ModelIdentity, messages: list[dict[str, str]], params: GenerationParams, seed: int
 ) -> str:
     """Everything that decides a completion; batch size, device and threads are not part of it."""
     body = {
         "model": [model.model_id, model.revision, model.dtype],
         "messages": messages,
-        "params": pipeline.generation.model_dump(),
+        "params": params.model_dump(),
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

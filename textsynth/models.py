@@ -161,7 +161,12 @@ def _locate(config: ModelConfig) -> tuple[str, str, str]:
 
 
 def identify(config: ModelConfig) -> ModelIdentity:
-    """Resolve a model config to its weights' identity, converting a GGUF once if needed."""
+    """Resolve a model config to its weights' identity, converting a GGUF once if needed.
+
+    A server's model is identified by its URL and name: the weights are not ours to hash.
+    """
+    if config.backend == "openai":
+        return ModelIdentity(str(config.base_url), f"{config.name}@{config.base_url}", "server", "server")
     quiet_transformers()
     source, model_id, revision = _locate(config)
     return ModelIdentity(source, model_id, revision, resolve_dtype(config.dtype))

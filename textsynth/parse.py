@@ -7,8 +7,14 @@ output, it comes from the plan, so it is valid by construction.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
+from typing import Any
 
+from pydantic import BaseModel, ValidationError, create_model
+
+from textsynth.config import FIELD_TYPES
 from textsynth.records import Record
 
 _PREAMBLE = re.compile(
@@ -64,3 +70,26 @@ def parse_record(record: Record, raw: str, truncated: bool) -> Record:
     if reason:
         record.reject(reason)
     return record
+
+
+@functools.cache
+def _schema(fields: tuple[tuple[str, str], ...]) -> type[BaseModel]:
+    return create_model("StepOutput", **{name: (FIELD_TYPES[kind], ...) for name, kind in fields})  # type: ignore[call-overload]
+
+
+def parse_json(raw: str, fields: dict[str, str]) -> dict[str, Any] | None:
+    """The JSON object in a completion (prose or code fences around it allowed), typed by `fields`.
+
+    None when there is no object, a field is missing or of the wrong type, or a string is empty.
+    """
+    start, end = raw.find("{"), raw.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    try:
+        data = json.loads(raw[start : end + 1])
+        values = _schema(tuple(fields.items())).model_validate(data).model_dump()
+    except (json.JSONDecodeError, ValidationError):
+        return None
+    if any(isinstance(v, str) and not v.strip() for v in values.values()):
+        return None
+    return {k: v.strip() if isinstance(v, str) else v for k, v in values.items()}

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from textsynth import faults
-from textsynth.backends import make_backend
+from textsynth.backends import make_generator
+from textsynth.backends.vllm import require_vllm
 from textsynth.cache import CompletionCache
 from textsynth.card import render_card
 from textsynth.config import Pipeline, load_pipeline, validate_overrides
@@ -32,8 +33,10 @@ from textsynth.generate import GenerationStats, WorkItem, generate_all, request_
 from textsynth.models import ModelIdentity, identify
 from textsynth.quality.chain import run_quality
 from textsynth.quality.diversity import diversity_report
+from textsynth.quality.labelcheck import LabelCheck
 from textsynth.records import Record
 from textsynth.run import RunDir, write_atomic
+from textsynth.steps import StepRunner, step_templates
 from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
 from textsynth.templates import PromptTemplates, prompt_dirs
 
@@ -44,9 +47,19 @@ class Prepared:
 
     pipeline: Pipeline
     source: Path | None
-    templates: PromptTemplates
+    templates: PromptTemplates | None  # a single-step pipeline's prompt
+    steps: dict[str, PromptTemplates]  # or each step's
     planned: list[PlannedExample]
     messages: dict[str, list[dict[str, str]]]
+
+    @property
+    def template_key(self) -> str:
+        return self.templates.key if self.templates else "+".join(t.key for t in self.steps.values())
+
+    @property
+    def template_shas(self) -> dict[str, str]:
+        every = [self.templates] if self.templates else list(self.steps.values())
+        return {k: v for t in every for k, v in t.shas.items()}
 
 
 @dataclass
@@ -58,6 +71,7 @@ class BuildSummary:
     planned_labels: dict[str, int] = field(default_factory=dict)
     kept_labels: dict[str, int] = field(default_factory=dict)
     top_up_rounds: int = 0
+    label_signals: list[str] = field(default_factory=list)
     shortfall: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     drift: Drift | None = None
@@ -103,6 +117,7 @@ class BuildSummary:
             "kept_labels": self.kept_labels,
             "shortfall": self.shortfall,
             "top_up_rounds": self.top_up_rounds,
+            "label_check_signals": self.label_signals,
             "tokens": self.gen.tokens,
             "generation_s": round(self.gen.seconds, 2),
             "wall_s": round(self.wall_s, 2),
@@ -134,11 +149,16 @@ def prepare(
         path = Path(source)
         pipeline = load_pipeline(path)
     pipeline = validate_overrides(pipeline, str(path or pipeline.name), n, seed)
-    templates = PromptTemplates(pipeline, prompt_dirs(path))
+    dirs = prompt_dirs(path)
+    templates = None if pipeline.steps else PromptTemplates(pipeline, dirs)
+    steps = step_templates(pipeline, dirs) if pipeline.steps else {}
     check_encoder(pipeline.quality.embedding_model)
-    planned = plan(pipeline, templates.key)
-    messages = {ex.id: templates.render(ex) for ex in planned}
-    return Prepared(pipeline, path, templates, planned, messages)
+    if "vllm" in {pipeline.model.backend, *(s.model.backend for s in pipeline.steps if s.model)}:
+        require_vllm()
+    key = templates.key if templates else "+".join(t.key for t in steps.values())
+    planned = plan(pipeline, key)
+    messages = {ex.id: templates.render(ex) for ex in planned} if templates else {}
+    return Prepared(pipeline, path, templates, steps, planned, messages)
 
 
 def _progress(console: Console, quiet: bool) -> Progress:
@@ -175,11 +195,15 @@ def _drift(previous: dict[str, str], items: list[WorkItem]) -> Drift:
 
 
 def _items(prep: Prepared, model: ModelIdentity, planned: list[PlannedExample]) -> list[WorkItem]:
+    if prep.templates is None:
+        return []  # steps render their prompts as they run
     out = []
     for ex in planned:
         messages = prep.messages.get(ex.id) or prep.templates.render(ex)
         prep.messages[ex.id] = messages
-        out.append(WorkItem(ex, messages, request_fingerprint(model, messages, prep.pipeline, ex.seed)))
+        out.append(
+            WorkItem(ex, messages, request_fingerprint(model, messages, prep.pipeline.generation, ex.seed))
+        )
     return out
 
 
@@ -209,29 +233,38 @@ def run_build(
     cache_path: str | Path | None = None,
     pipeline_path: Path | None = None,
     console: Console | None = None,
+    executor: str | None = None,
 ) -> BuildResult:
-    """Build (or continue) a run: generate, check quality, top up, export."""
+    """Build (or continue) a run: generate, check quality, top up, export.
+
+    `executor` ('local' or 'ray') overrides the pipeline's `executor.kind`.
+    """
     wall = time.perf_counter()
     console = console or Console(stderr=True, quiet=quiet)
     prep = prepare(source, n=n, seed=seed, pipeline_path=pipeline_path)
     pipeline = prep.pipeline
+    if executor is not None:
+        pipeline = pipeline.model_copy(
+            update={"executor": pipeline.executor.model_copy(update={"kind": executor})}
+        )
     run = RunDir(out or Path("runs") / pipeline.name)
     model = identify(pipeline.model)
-    items = _items(prep, model, prep.planned)
+    examples = list(prep.planned)
+    items = _items(prep, model, examples)
     quotas = label_counts(pipeline)
     with run.lock():
         if force:
             run.reset()
         had_manifest = run.read_manifest() is not None
         previous = {r.id: r.generation.get("fingerprint", "") for r in run.read_shards()}
-        drift = _drift(previous, items) if had_manifest else Drift()
+        drift = _drift(previous, items) if had_manifest and items else Drift()
         run.write_manifest(
             {
                 "name": pipeline.name,
                 "config": pipeline.model_dump(mode="json"),
                 "config_fingerprint": pipeline.fingerprint(),
                 "pipeline_file": str(prep.source.resolve()) if prep.source else None,
-                "templates": prep.templates.shas,
+                "templates": prep.template_shas,
                 "model": {"id": model.model_id, "revision": model.revision, "dtype": model.dtype},
                 "embedding_model": encoder_name(pipeline.quality.embedding_model),
                 "seed": pipeline.seed,
@@ -245,41 +278,52 @@ def run_build(
                 "(use --force to start over)",
                 highlight=False,
             )
-        summary = BuildSummary(planned=len(items), drift=drift)
-        backend = functools.cache(lambda: make_backend(pipeline.model))
+        summary = BuildSummary(planned=len(examples), drift=drift)
+        backend = functools.cache(lambda: make_generator(pipeline.model, pipeline.executor))
         embedder = TextEmbedder(pipeline.quality.embedding_model)
         cache = CompletionCache(Path(cache_path) if cache_path else run.path / "cache.sqlite")
         try:
             parsed: dict[str, Record] = {}
+            prompts: dict[str, str] = {}
             for round_no in range(pipeline.quality.top_up_rounds + 1):
-                parsed.update(
-                    generate_all(
-                        [i for i in items if i.example.id not in parsed],
-                        pipeline,
-                        prep.templates,
-                        model,
-                        run,
-                        cache,
-                        backend,
-                        _progress(console, quiet),
-                        summary.gen,
+                if prep.templates is None:
+                    runner = StepRunner(
+                        pipeline, prep.steps, model, cache, backend, _progress(console, quiet), summary.gen
                     )
-                )
+                    done, step_prompts = runner.run([ex for ex in examples if ex.id not in parsed], run)
+                    parsed.update(done)
+                    prompts.update(step_prompts)
+                else:
+                    parsed.update(
+                        generate_all(
+                            [i for i in items if i.example.id not in parsed],
+                            pipeline,
+                            prep.templates,
+                            model,
+                            run,
+                            cache,
+                            backend,
+                            _progress(console, quiet),
+                            summary.gen,
+                        )
+                    )
+                    prompts = {i.example.id: i.messages[-1]["content"] for i in items}
                 faults.point("quality")
-                prompts = {i.example.id: i.messages[-1]["content"] for i in items}
                 scorer = backend if pipeline.quality.label_check.zero_shot else (lambda: None)
                 records, funnel, stages = run_quality(
-                    [parsed[i.example.id] for i in items], pipeline, quotas, prompts, scorer, embedder
+                    [parsed[ex.id] for ex in examples], pipeline, quotas, prompts, scorer, embedder
                 )
+                summary.label_signals = [x for st in stages if isinstance(st, LabelCheck) for x in st.signals]
                 deficits = _deficits(records, quotas)
                 if not deficits or round_no == pipeline.quality.top_up_rounds:
                     break
-                extra = _items(prep, model, top_up(pipeline, prep.templates.key, deficits, round_no + 1))
-                items += extra
+                extra = top_up(pipeline, prep.template_key, deficits, round_no + 1)
+                examples += extra
+                items += _items(prep, model, extra)
                 summary.top_up_rounds = round_no + 1
         finally:
             cache.close()
-        summary.planned = len(items)
+        summary.planned = len(examples)
         summary.funnel = funnel
         kept = [r for r in records if r.status == "kept"]
         report = diversity_report(

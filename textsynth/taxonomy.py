@@ -14,7 +14,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from textsynth.config import Attribute, Pipeline
+from textsynth.config import ALL, Attribute, Pipeline
 from textsynth.errors import ConfigError
 
 
@@ -88,13 +88,28 @@ def count_leaves(taxonomy: dict[str, Attribute]) -> int:
     return total
 
 
+def _value_counts(count: int, attr: Attribute, rng: random.Random) -> list[int]:
+    """Values with a `count` get exactly that (as far as `count` allows); the rest split by weight."""
+    fixed = [min(v.count, count) if v.count is not None else None for v in attr.values]
+    left = count
+    for i, c in enumerate(fixed):
+        if c is not None:
+            fixed[i] = min(c, left)
+            left -= fixed[i] or 0
+    free = [i for i, c in enumerate(fixed) if c is None] or list(range(len(fixed)))
+    shares = allocate(left, [attr.values[i].weight for i in free], rng)
+    for i, c in zip(free, shares):
+        fixed[i] = (fixed[i] or 0) + c
+    return [int(c or 0) for c in fixed]
+
+
 def _assign(
     count: int, taxonomy: dict[str, Attribute], seed: int, scope: str, attempt: int
 ) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = [{} for _ in range(count)]
     for name, attr in taxonomy.items():
         rng = _rng(seed, scope, name, attempt)
-        counts = allocate(count, [v.weight for v in attr.values], rng)
+        counts = _value_counts(count, attr, rng)
         chosen = [v for v, c in zip(attr.values, counts) for _ in range(c)]
         rng.shuffle(chosen)
         for row, value in zip(rows, chosen):
@@ -110,7 +125,9 @@ def _assign(
 
 
 def label_counts(pipeline: Pipeline) -> dict[str, int]:
-    """Examples per label: the given counts, or `n` split by label weight."""
+    """Examples per label: the given counts, or `n` split by label weight (one group without labels)."""
+    if not pipeline.labels:
+        return {ALL: pipeline.n or 0}
     if pipeline.labels[0].count is not None:
         return {lab.name: int(lab.count or 0) for lab in pipeline.labels}
     split = allocate(pipeline.n or 0, [lab.weight for lab in pipeline.labels], _rng(pipeline.seed, "labels"))
@@ -118,8 +135,8 @@ def label_counts(pipeline: Pipeline) -> dict[str, int]:
 
 
 def _leaf_rows(pipeline: Pipeline, label_name: str, count: int) -> list[dict[str, str]]:
-    label = next(lab for lab in pipeline.labels if lab.name == label_name)
-    taxonomy = {**pipeline.taxonomy, **label.taxonomy}
+    label = next((lab for lab in pipeline.labels if lab.name == label_name), None)
+    taxonomy = {**pipeline.taxonomy, **(label.taxonomy if label else {})}
     cap = pipeline.max_per_leaf
     if cap is None:
         return _assign(count, taxonomy, pipeline.seed, label_name, 0)

@@ -15,11 +15,9 @@ import jinja2
 from jinja2 import meta
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
-from textsynth.config import Pipeline
+from textsynth.config import BASE_VARIABLES, Pipeline, Templates
 from textsynth.errors import TemplateError
 from textsynth.taxonomy import PlannedExample, attribute_order
-
-BASE_VARIABLES = ("label", "label_description", "labels", "task_description")
 
 
 def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
@@ -30,8 +28,9 @@ def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
 
 
 def available_variables(pipeline: Pipeline) -> set[str]:
-    """Every variable some request can provide to a template."""
-    return set(BASE_VARIABLES) | set(attribute_order(pipeline))
+    """Every variable some request can provide to a template (no label variables without labels)."""
+    base = set(BASE_VARIABLES) if pipeline.labels else {"task_description"}
+    return base | set(attribute_order(pipeline))
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,20 @@ class Template:
 
 
 class PromptTemplates:
-    """The system and user templates of a pipeline, loaded and checked once."""
+    """The system and user templates of a pipeline or of one step, loaded and checked once.
 
-    def __init__(self, pipeline: Pipeline, dirs: list[Path]) -> None:
+    `outputs` are variables earlier steps provide; `later` are those of later steps, named in the
+    error when a template uses one.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        dirs: list[Path],
+        templates: Templates | None = None,
+        outputs: tuple[str, ...] = (),
+        later: tuple[str, ...] = (),
+    ) -> None:
         # An included template is resolved by the same loader, so it cannot leave `dirs` either.
         self.pipeline = pipeline
         self.dirs = dirs
@@ -55,11 +65,15 @@ class PromptTemplates:
             autoescape=False,
             keep_trailing_newline=False,
         )
-        allowed = available_variables(pipeline)
-        names = {"system": pipeline.templates.system, "user": pipeline.templates.user}
-        self.templates = {role: self._load(name, allowed) for role, name in names.items() if name is not None}
+        allowed = available_variables(pipeline) | set(outputs)
+        chosen = templates or pipeline.templates
+        assert chosen is not None, "validated: a pipeline has templates or steps"
+        names = {"system": chosen.system, "user": chosen.user}
+        self.templates = {
+            role: self._load(name, allowed, set(later)) for role, name in names.items() if name is not None
+        }
 
-    def _load(self, name: str, allowed: set[str]) -> Template:
+    def _load(self, name: str, allowed: set[str], later: set[str]) -> Template:
         where = ", ".join(str(d) for d in self.dirs)
         try:
             source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
@@ -76,6 +90,11 @@ class PromptTemplates:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{filename}:{exc.lineno}: template syntax error: {exc.message}") from None
         unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
+        if unknown and unknown[0] in later:
+            raise TemplateError(
+                f"{filename}: uses {unknown[0]!r}, which a later step produces (move that step before "
+                "this one)"
+            )
         if unknown:
             raise TemplateError(
                 f"{filename}: undefined variable {unknown[0]!r}; available: "
@@ -93,18 +112,19 @@ class PromptTemplates:
         return {t.name: t.sha for t in self.templates.values()}
 
     def context(self, example: PlannedExample) -> dict[str, object]:
-        label = next(lab for lab in self.pipeline.labels if lab.name == example.label)
-        return {
-            "label": label.name,
-            "label_description": label.description,
-            "labels": [lab.name for lab in self.pipeline.labels],
-            "task_description": self.pipeline.description,
-            **example.attributes,
-        }
+        ctx: dict[str, object] = {"task_description": self.pipeline.description, **example.attributes}
+        label = next((lab for lab in self.pipeline.labels if lab.name == example.label), None)
+        if label is not None:
+            ctx.update(
+                label=label.name,
+                label_description=label.description,
+                labels=[lab.name for lab in self.pipeline.labels],
+            )
+        return ctx
 
-    def render(self, example: PlannedExample) -> list[dict[str, str]]:
-        """Chat messages for one planned example."""
-        ctx = self.context(example)
+    def render(self, example: PlannedExample, extra: dict[str, object] | None = None) -> list[dict[str, str]]:
+        """Chat messages for one planned example; `extra` adds earlier steps' outputs."""
+        ctx = {**self.context(example), **(extra or {})}
         messages = []
         for role, template in self.templates.items():
             try:

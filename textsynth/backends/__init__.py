@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from textsynth.backends.base import Backend, Completion, Request
-from textsynth.config import ModelConfig
+from textsynth.config import ExecutorConfig, ModelConfig
 
 
 def make_backend(config: ModelConfig) -> Backend:
@@ -12,7 +12,24 @@ def make_backend(config: ModelConfig) -> Backend:
         from textsynth.backends.transformers import TransformersBackend
 
         return TransformersBackend(config)
+    if config.backend == "vllm":
+        from textsynth.backends.vllm import VLLMBackend
+
+        return VLLMBackend(config)
+    if config.backend == "openai":
+        from textsynth.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(config)
     raise ValueError(f"unknown backend {config.backend!r}")
 
 
-__all__ = ["Backend", "Completion", "Request", "make_backend"]
+def make_generator(model: ModelConfig, executor: ExecutorConfig) -> Backend:
+    """The pipeline's backend, run where its executor says (this process or a Ray actor pool)."""
+    if executor.kind == "ray":
+        from textsynth.backends.ray import RayBackend
+
+        return RayBackend(model, executor)
+    return make_backend(model)
+
+
+__all__ = ["Backend", "Completion", "Request", "make_backend", "make_generator"]

@@ -17,7 +17,7 @@ from textsynth.config import Pipeline
 from textsynth.funnel import Funnel
 from textsynth.quality.base import Stage
 from textsynth.quality.dedup import Dedup, quality_order
-from textsynth.quality.filters import build_filters
+from textsynth.quality.filters import JudgeFilter, build_filters
 from textsynth.quality.labelcheck import LabelCheck
 from textsynth.records import Record
 
@@ -52,7 +52,10 @@ def run_quality(
     funnel.record_reasons("parsed", Counter(r.reasons[0] for r in records if r.reasons))
     q = pipeline.quality
     groups: list[tuple[str, list[Stage]]] = [("passed_filters", build_filters(q.filters, prompts))]
-    if q.label_check.enabled:
+    judges = [s.judge for s in pipeline.steps if s.judge is not None and s.judge.min_score is not None]
+    if judges:
+        groups.append(("judged", [JudgeFilter(j.min_score or 0.0, list(j.criteria)) for j in judges]))
+    if q.label_check.enabled and pipeline.labels:
         groups.append(("label_confirmed", [LabelCheck(pipeline, q.label_check, backend(), embedder)]))
     groups.append(("unique", [Dedup(q.dedup, embedder)]))
     stages: list[Stage] = []

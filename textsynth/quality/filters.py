@@ -138,6 +138,21 @@ class RepetitionFilter(Filter):
         return "repetition" if repeats / len(grams) > self.max_fraction else None
 
 
+class JudgeFilter(Filter):
+    """Rejects `low_judge_score` when the mean of a judge step's criteria is below its `min_score`."""
+
+    name = "judge"
+
+    def __init__(self, min_score: float, criteria: list[str]) -> None:
+        super().__init__()
+        self.min_score = min_score
+        self.criteria = criteria
+
+    def check(self, record: Record) -> str | None:
+        mean = sum(record.scores.get(f"judge_{c}", 0.0) for c in self.criteria) / len(self.criteria)
+        return "low_judge_score" if mean < self.min_score else None
+
+
 class PiiFilter(Filter):
     """Reject, or redact in place (`[EMAIL]`, ...), personal data the model made up or copied."""
 

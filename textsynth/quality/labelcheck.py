@@ -125,7 +125,7 @@ class LabelCheck(Stage):
         issues = label_issues(proba, labels)
         for r, conf, issue, row in zip(kept, confidence, issues, proba):
             r.scores["label_confidence"] = round(float(conf), 4)
-            r.scores["quality"] = round(float(conf), 4)
+            r.scores.setdefault("quality", round(float(conf), 4))  # a judge's score ranks first
             if conf < self.config.min_confidence or issue:
                 r.reject("label_mismatch")
                 r.fields["label_suggested"] = names[int(row.argmax())]

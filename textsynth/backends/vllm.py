@@ -1,0 +1,83 @@
+"""In-process vLLM (`backend: vllm`) for a GPU: the same sampling parameters and per-record seeds.
+
+vLLM schedules its own continuous batch, so all requests go to one `LLM.chat` call per
+`batch_size` slice; each request's `SamplingParams.seed` is the record's seed, so a record's
+sample does not depend on its neighbours, as with the transformers backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from textsynth.backends.base import Backend, Completion, Request
+from textsynth.config import GenerationParams, ModelConfig
+from textsynth.errors import ModelError
+from textsynth.models import identify
+
+
+def require_vllm() -> None:
+    """Fail with the fix when vLLM or a CUDA GPU is missing."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        raise ModelError(
+            "model.backend: vllm is not installed (pip install vllm, on a machine with a CUDA GPU), "
+            "or use backend: transformers"
+        ) from None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ModelError(
+            "model.backend: vllm needs a CUDA GPU and none is visible; use backend: transformers"
+        )
+
+
+class VLLMBackend(Backend):
+    def __init__(self, config: ModelConfig) -> None:
+        require_vllm()
+        from vllm import LLM
+
+        ident = identify(config)
+        self.config = config
+        self.model_id, self.revision = ident.model_id, ident.revision
+        self.dtype = ident.dtype
+        self.llm = LLM(model=ident.source, dtype=ident.dtype, seed=0)
+
+    def _params(self, params: GenerationParams, seed: int, **extra: object):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            max_tokens=params.max_new_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k or -1,
+            seed=seed,
+            **extra,
+        )
+
+    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
+        step = self.config.batch_size
+        for start in range(0, len(requests), step):
+            chunk = requests[start : start + step]
+            outputs = self.llm.chat(
+                [r.messages for r in chunk], [self._params(params, r.seed) for r in chunk], use_tqdm=False
+            )
+            for req, out in zip(chunk, outputs):
+                first = out.outputs[0]
+                reason = "length" if first.finish_reason == "length" else "stop"
+                yield Completion(req.id, first.text, len(first.token_ids), reason)
+
+    def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> np.ndarray:
+        """Log-probabilities of each choice's first token among the top 20 of the next token."""
+        params = self._params(GenerationParams(max_new_tokens=1, temperature=0), 0, logprobs=20)
+        outputs = self.llm.chat(list(prompts), params, use_tqdm=False)
+        tokenizer = self.llm.get_tokenizer()
+        first = [tokenizer.encode(c, add_special_tokens=False)[0] for c in choices]
+        out = np.zeros((len(prompts), len(choices)))
+        for i, output in enumerate(outputs):
+            top = output.outputs[0].logprobs[0]
+            floor = min(lp.logprob for lp in top.values()) - 5.0
+            out[i] = [top[t].logprob if t in top else floor for t in first]
+        return out
