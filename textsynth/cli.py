@@ -300,3 +300,169 @@ def push(
     for name in files:
         console.print(name, highlight=False)
     console.print("dry run: nothing uploaded" if dry_run else f"uploaded to {url}", highlight=False)
+
+
+@app.command()
+@user_errors
+def init(
+    name: Annotated[str, typer.Argument(help="Pipeline name: writes pipelines/<name>.yaml.")],
+    task: Annotated[str, typer.Option("--task", help="sentiment, topics, intent or sft.")] = "sentiment",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that differ.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Start a project: a commented pipeline YAML and its prompt templates, ready to build.
+
+    Example: textsynth init support-intents --task intent
+    """
+    from textsynth.scaffold import init_project
+
+    for path in init_project(name, task, Path.cwd(), force):
+        Console().print(f"wrote {path}", highlight=False)
+    Console().print(f"next: textsynth validate pipelines/{name}.yaml", highlight=False)
+
+
+@app.command()
+@user_errors
+def validate(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML to check.")],
+    debug: DebugOpt = False,
+) -> None:
+    """Check config, taxonomy and templates without loading a model; show the plan and prompts.
+
+    Example: textsynth validate pipelines/sentiment.yaml
+    """
+    from collections import Counter
+
+    from textsynth.pipeline import prepare
+
+    prep = prepare(pipeline)
+    console = Console()
+    table = Table(title=f"{pipeline}: plan of {len(prep.planned)} requests")
+    for col in ("label", "examples", "distinct leaves", "largest leaf"):
+        table.add_column(col)
+    for label in prep.pipeline.label_names:
+        leaves = Counter(ex.leaf for ex in prep.planned if ex.label == label)
+        top = leaves.most_common(1)[0] if leaves else ("-", 0)
+        table.add_row(label, str(sum(leaves.values())), str(len(leaves)), f"{top[0]} ({top[1]})")
+    console.print(table)
+    for label in prep.pipeline.label_names:
+        example = next((ex for ex in prep.planned if ex.label == label), None)
+        if example is None:
+            continue
+        if prep.templates is not None:
+            messages = prep.templates.render(example)
+        else:  # first step only: later steps need earlier outputs
+            messages = next(iter(prep.steps.values())).render(example)
+        console.print(f"[bold]sample prompt for {label}[/bold] ({example.leaf})")
+        for m in messages:
+            console.print(f"  {m['role']}: {m['content']}", highlight=False, markup=False)
+    console.print("ok: no model was loaded")
+
+
+@app.command()
+@user_errors
+def schema(
+    out: Annotated[Path | None, typer.Option("--out", help="Write to this file (default: stdout).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """JSON Schema of the pipeline YAML, for editor completion and checking.
+
+    Example: textsynth schema --out pipeline.schema.json
+    """
+    from textsynth.config import Pipeline
+
+    text = json.dumps(Pipeline.model_json_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+
+
+@app.command()
+@user_errors
+def preview(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML.")],
+    per_label: Annotated[int, typer.Option("--per-label", help="Examples per label.")] = 3,
+    debug: DebugOpt = False,
+) -> None:
+    """Generate a few examples per label with the real model and show their verdicts; exports nothing.
+
+    Example: textsynth preview pipelines/sentiment.yaml --per-label 3
+    """
+    import tempfile
+
+    from textsynth.config import load_pipeline
+    from textsynth.pipeline import run_build
+
+    if per_label < 1:
+        raise ConfigError(f"--per-label {per_label}: must be at least 1")
+    source = load_pipeline(pipeline)
+    small = source.model_copy(update={"quality": source.quality.model_copy(update={"top_up_rounds": 0})})
+    with tempfile.TemporaryDirectory(prefix="textsynth-preview-") as tmp:
+        result = run_build(
+            small,
+            n=per_label * len(source.label_names),
+            out=Path(tmp) / "run",
+            quiet=True,
+            pipeline_path=pipeline,
+            export=False,
+        )
+        from textsynth.run import RunDir
+
+        records = RunDir(result.run_dir).read_records()
+    table = Table(title=f"preview of {pipeline} ({len(records)} examples, nothing exported)", show_lines=True)
+    for col in ("label", "leaf", "text", "verdict", "label conf."):
+        table.add_column(col)
+    for r in sorted(records, key=lambda r: (r.label, r.id)):
+        verdict = "kept" if r.status == "kept" else ", ".join(r.reasons)
+        conf = r.scores.get("label_confidence")
+        table.add_row(
+            r.label,
+            "|".join(r.attributes.values()),
+            r.text or "",
+            verdict,
+            "" if conf is None else f"{conf:.2f}",
+        )
+    Console().print(table)
+
+
+review_app = typer.Typer(help="Expert review: export a sheet, apply its decisions.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("export")
+@user_errors
+def review_export(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of a finished build.")],
+    debug: DebugOpt = False,
+) -> None:
+    """Write RUN_DIR/review/sheet.csv (and sheet.html) with one row per kept example.
+
+    Example: textsynth review export runs/sentiment
+    """
+    from textsynth.review import write_sheet
+    from textsynth.run import RunDir
+
+    sheet, page = write_sheet(RunDir(run_dir), RunDir(run_dir).read_records())
+    Console().print(f"wrote {sheet} and {page}; fill decision / corrected_label / comment", highlight=False)
+
+
+@review_app.command("apply")
+@user_errors
+def review_apply(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory the sheet came from.")],
+    sheet: Annotated[Path, typer.Argument(help="The filled-in sheet (CSV).")],
+    debug: DebugOpt = False,
+) -> None:
+    """Record the sheet's decisions in the run and export again.
+
+    Example: textsynth review apply runs/sentiment runs/sentiment/review/sheet.csv
+    """
+    from textsynth.pipeline import apply_review
+
+    counts, dataset = apply_review(run_dir, sheet)
+    Console().print(
+        f"reviewed {counts['reviewed']}: rejected {counts['rejected']}, relabeled {counts['relabeled']}; "
+        "exported " + ", ".join(f"{k} {len(v)}" for k, v in dataset.items()),
+        highlight=False,
+    )

@@ -35,6 +35,7 @@ from textsynth.quality.chain import run_quality
 from textsynth.quality.diversity import diversity_report
 from textsynth.quality.labelcheck import LabelCheck
 from textsynth.records import Record
+from textsynth.review import add_review_step, apply_sheet
 from textsynth.run import RunDir, write_atomic
 from textsynth.steps import StepRunner, step_templates
 from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
@@ -234,10 +235,12 @@ def run_build(
     pipeline_path: Path | None = None,
     console: Console | None = None,
     executor: str | None = None,
+    export: bool = True,
 ) -> BuildResult:
     """Build (or continue) a run: generate, check quality, top up, export.
 
-    `executor` ('local' or 'ray') overrides the pipeline's `executor.kind`.
+    `executor` ('local' or 'ray') overrides the pipeline's `executor.kind`; `export=False` stops
+    after the quality stage (preview), and the result has no dataset.
     """
     wall = time.perf_counter()
     console = console or Console(stderr=True, quiet=quiet)
@@ -341,7 +344,7 @@ def run_build(
         write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "diversity.json", json.dumps(report, indent=2) + "\n")
-        dataset = export_run(run.path, pipeline=pipeline, records=records)
+        dataset = export_run(run.path, pipeline=pipeline, records=records) if export else None
     summary.wall_s = time.perf_counter() - wall
     return BuildResult(dataset, summary, run.path)
 
@@ -392,6 +395,19 @@ def export_run(
     if opts.decontaminate is not None:
         run.write_records(records)
     return dataset
+
+
+def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int], Any]:
+    """Record a review sheet's decisions in the run's records, then export again."""
+    run, manifest = _open_run(run_dir, "review")
+    pipeline = _recorded_pipeline(run, manifest)
+    records = run.read_records()
+    counts = apply_sheet(run, pipeline, records, Path(sheet))
+    with run.lock():
+        run.write_records(records)
+        add_review_step(run, records)
+        dataset = export_run(run.path, pipeline=pipeline, records=records)
+    return counts, dataset
 
 
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:
