@@ -466,3 +466,20 @@ def review_apply(
         "exported " + ", ".join(f"{k} {len(v)}" for k, v in dataset.items()),
         highlight=False,
     )
+
+
+@app.command()
+@user_errors
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of a finished build.")],
+    debug: DebugOpt = False,
+) -> None:
+    """Write RUN_DIR/report.html: funnel, balance, lengths, diversity, coverage, map, samples.
+
+    Example: textsynth report runs/sentiment
+    """
+    from textsynth.pipeline import open_run
+    from textsynth.report import write_report
+
+    run, manifest = open_run(run_dir, "report on")
+    Console().print(f"wrote {write_report(run, manifest)}", highlight=False)

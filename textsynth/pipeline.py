@@ -313,9 +313,10 @@ def run_build(
                     prompts = {i.example.id: i.messages[-1]["content"] for i in items}
                 faults.point("quality")
                 scorer = backend if pipeline.quality.label_check.zero_shot else (lambda: None)
-                records, funnel, stages = run_quality(
-                    [parsed[ex.id] for ex in examples], pipeline, quotas, prompts, scorer, embedder
-                )
+                with console.status(f"quality stage on {len(examples)} records: filters, label check, dedup"):
+                    records, funnel, stages = run_quality(
+                        [parsed[ex.id] for ex in examples], pipeline, quotas, prompts, scorer, embedder
+                    )
                 summary.label_signals = [x for st in stages if isinstance(st, LabelCheck) for x in st.signals]
                 deficits = _deficits(records, quotas)
                 if not deficits or round_no == pipeline.quality.top_up_rounds:
@@ -329,13 +330,14 @@ def run_build(
         summary.planned = len(examples)
         summary.funnel = funnel
         kept = [r for r in records if r.status == "kept"]
-        report = diversity_report(
-            kept,
-            embedder([r.text or "" for r in kept]),
-            list(quotas),
-            {f"{ex.label}|{ex.leaf}" for ex in prep.planned},
-            pipeline.seed,
-        )
+        with console.status("diversity metrics"):
+            report = diversity_report(
+                kept,
+                embedder([r.text or "" for r in kept]),
+                list(quotas),
+                {f"{ex.label}|{ex.leaf}" for ex in prep.planned},
+                pipeline.seed,
+            )
         funnel.snapshot("exported", records)
         run.write_records(records)
         run.write_embeddings(encoder_name(pipeline.quality.embedding_model), embedder, records)
@@ -344,7 +346,8 @@ def run_build(
         write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "diversity.json", json.dumps(report, indent=2) + "\n")
-        dataset = export_run(run.path, pipeline=pipeline, records=records) if export else None
+        with console.status("exporting: splits, dataset card, hub folder, fine-tuning formats"):
+            dataset = export_run(run.path, pipeline=pipeline, records=records) if export else None
     summary.wall_s = time.perf_counter() - wall
     return BuildResult(dataset, summary, run.path)
 
@@ -353,7 +356,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _open_run(run_dir: str | Path, action: str) -> tuple[RunDir, dict[str, Any]]:
+def open_run(run_dir: str | Path, action: str) -> tuple[RunDir, dict[str, Any]]:
     """An existing run directory and its manifest, or a one-line error."""
     run = RunDir(run_dir)
     if not run.path.is_dir():
@@ -380,7 +383,7 @@ def export_run(
     records: list[Record] | None = None,
 ):  # -> datasets.DatasetDict
     """Export a run's kept records with its dataset card (also the end of every build)."""
-    run, manifest = _open_run(run_dir, "export")
+    run, manifest = open_run(run_dir, "export")
     pipeline = pipeline or _recorded_pipeline(run, manifest)
     records = records if records is not None else run.read_records()
     opts = opts or ExportOptions(seed=pipeline.seed)
@@ -399,7 +402,7 @@ def export_run(
 
 def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int], Any]:
     """Record a review sheet's decisions in the run's records, then export again."""
-    run, manifest = _open_run(run_dir, "review")
+    run, manifest = open_run(run_dir, "review")
     pipeline = _recorded_pipeline(run, manifest)
     records = run.read_records()
     counts = apply_sheet(run, pipeline, records, Path(sheet))
@@ -412,7 +415,7 @@ def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int]
 
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:
     """Continue a run with the config recorded in its manifest."""
-    run, manifest = _open_run(run_dir, "resume")
+    run, manifest = open_run(run_dir, "resume")
     pipeline = _recorded_pipeline(run, manifest)
     source = manifest.get("pipeline_file")
     return run_build(pipeline, out=run.path, quiet=quiet, pipeline_path=Path(source) if source else None)
