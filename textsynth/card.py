@@ -98,6 +98,34 @@ def _judge_section(pipeline: Pipeline, dataset: Any) -> str:
     )
 
 
+def dcr_summary(kept: list[Any], records: list[Any]) -> dict[str, Any] | None:
+    """Distance (1 − cosine) from each kept text to its closest seed example, when there are seeds."""
+    import numpy as np
+
+    dcr = np.array([1 - r.scores["real_cosine"] for r in kept if "real_cosine" in r.scores])
+    if not len(dcr):
+        return None
+    return {
+        "min": float(dcr.min()),
+        "p5": float(np.percentile(dcr, 5)),
+        "median": float(np.median(dcr)),
+        "max_common_ngram": int(max(r.scores.get("real_ngram", 0) for r in kept)),
+        "rejected": sum(1 for r in records if "too_close_to_real" in r.reasons),
+    }
+
+
+def _privacy_section(privacy: dict[str, Any] | None) -> str:
+    if privacy is None:
+        return ""
+    rows = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in privacy.items()]
+    return (
+        "\n## Distance to the closest real record (seed examples)\n\nDCR = 1 − cosine to the nearest "
+        "seed text over kept records; `rejected` counts records removed as `too_close_to_real`.\n\n"
+        + _table(["statistic", "value"], rows)
+        + "\n"
+    )
+
+
 def render_card(
     pipeline: Pipeline,
     manifest: dict[str, Any],
@@ -106,6 +134,7 @@ def render_card(
     dataset: Any,
     contaminated: int,
     mixed_real: bool,
+    privacy: dict[str, Any] | None = None,
 ) -> str:
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -180,6 +209,7 @@ def render_card(
 
 {_attribute_table(pipeline, dataset, labels_of)}
 {_judge_section(pipeline, dataset)}
+{_privacy_section(privacy)}
 ## Diversity
 
 {_table(["metric", "value"], metric_rows)}

@@ -483,3 +483,50 @@ def report(
 
     run, manifest = open_run(run_dir, "report on")
     Console().print(f"wrote {write_report(run, manifest)}", highlight=False)
+
+
+@app.command()
+@user_errors
+def compare(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory of an exported build.")],
+    real: Annotated[
+        Path, typer.Option("--real", help="Real labeled data: CSV, TSV, JSONL, parquet, dataset dir.")
+    ],
+    real_train: Annotated[
+        Path | None,
+        typer.Option("--real-train", help="Real training data for TRTR (default: half of --real)."),
+    ] = None,
+    text_col: Annotated[str | None, typer.Option("--text-col", help="Text column: name or position.")] = None,
+    label_col: Annotated[
+        str | None, typer.Option("--label-col", help="Label column: name or position.")
+    ] = None,
+    label_map: Annotated[
+        str | None, typer.Option("--label-map", help="Map raw labels, e.g. 0=negative,1=positive.")
+    ] = None,
+    coverage_cosine: Annotated[
+        float, typer.Option("--coverage-cosine", help="Cosine within which a real text counts as covered.")
+    ] = 0.7,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare a run with real data: TSTR vs TRTR, Fréchet distance, distributions, coverage.
+
+    Example: textsynth compare runs/sentiment --real yelp_labelled.tsv --label-map 0=negative,1=positive
+    """
+    from textsynth.compare import compare_run, compare_tables
+    from textsynth.pipeline import open_run, recorded_pipeline
+    from textsynth.readers import read_real
+
+    run, manifest = open_run(run_dir, "compare")
+    names = recorded_pipeline(run, manifest).label_names
+    data = read_real(real, names, text_col, label_col, label_map)
+    train = read_real(real_train, names, text_col, label_col, label_map) if real_train else None
+    result = compare_run(run, data, train, int(manifest.get("seed", 0)), coverage_cosine)
+    console = Console()
+    for title, header, rows in compare_tables(result):
+        table = Table(title=title)
+        for col in header:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*(str(c) for c in row))
+        console.print(table)
+    console.print(f"wrote {run.path / 'compare.json'}", highlight=False)

@@ -263,6 +263,33 @@ class DedupConfig(ConfigBase):
     )
 
 
+class PrivacyConfig(ConfigBase):
+    """Limits on how close a kept text may be to a seed example (used when `seed_examples` is set)."""
+
+    max_cosine_to_real: float = Field(
+        0.95, gt=0, le=1, description="Reject `too_close_to_real` above this cosine to the nearest seed text."
+    )
+    max_common_ngram: int = Field(
+        8,
+        ge=2,
+        le=64,
+        description="Reject when a kept text shares this many consecutive words with a seed text.",
+    )
+
+
+class SeedExamples(ConfigBase):
+    """A small real dataset: few-shot exemplars for the templates and the reference for privacy checks."""
+
+    path: str = Field(description="CSV, TSV, JSONL, parquet or a `datasets` folder, relative to this file.")
+    text_col: str | None = Field(None, description="Text column: name or 0-based position.")
+    label_col: str | None = Field(None, description="Label column: name or position.")
+    label_map: str | None = Field(None, description="Map raw labels, e.g. '0=negative,1=positive'.")
+    k: int = Field(3, ge=0, le=20, description="Exemplars of the record's label per prompt ({{ examples }}).")
+    taxonomy_columns: list[str] = Field(
+        default_factory=list, description="Columns that become taxonomy attributes, weighted by frequency."
+    )
+
+
 class QualityConfig(ConfigBase):
     filters: FilterConfig = Field(default_factory=FilterConfig)
     label_check: LabelCheckConfig = Field(default_factory=LabelCheckConfig)
@@ -271,6 +298,7 @@ class QualityConfig(ConfigBase):
         "default", description="'default' (embedded all-MiniLM-L6-v2) or a sentence-transformers path/id."
     )
     top_up_rounds: int = Field(2, ge=0, le=10, description="Regeneration rounds for labels below quota.")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
 
 class Pipeline(ConfigBase):
@@ -302,6 +330,7 @@ class Pipeline(ConfigBase):
     )
     model: ModelConfig = Field(default_factory=ModelConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    seed_examples: SeedExamples | None = Field(None, description="Real examples for few-shot prompts.")
     generation: GenerationParams = Field(default_factory=GenerationParams)
     quality: QualityConfig = Field(default_factory=QualityConfig)
 

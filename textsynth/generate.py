@@ -72,6 +72,7 @@ def make_record(
             "template": templates.key,
             "template_sha": templates.shas,
             "rendered_sha": hashlib.sha256(rendered.encode()).hexdigest(),
+            "exemplars": templates.exemplars(ex),
         },
         generation={
             "model": model.model_id,

@@ -23,7 +23,7 @@ from textsynth import faults
 from textsynth.backends import make_generator
 from textsynth.backends.vllm import require_vllm
 from textsynth.cache import CompletionCache
-from textsynth.card import render_card
+from textsynth.card import dcr_summary, render_card
 from textsynth.config import Pipeline, load_pipeline, validate_overrides
 from textsynth.embed import TextEmbedder, check_encoder, encoder_name
 from textsynth.errors import RunDirError
@@ -37,6 +37,7 @@ from textsynth.quality.labelcheck import LabelCheck
 from textsynth.records import Record
 from textsynth.review import add_review_step, apply_sheet
 from textsynth.run import RunDir, write_atomic
+from textsynth.seeds import SeedPool, load_seeds, with_seed_taxonomy
 from textsynth.steps import StepRunner, step_templates
 from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
 from textsynth.templates import PromptTemplates, prompt_dirs
@@ -52,6 +53,7 @@ class Prepared:
     steps: dict[str, PromptTemplates]  # or each step's
     planned: list[PlannedExample]
     messages: dict[str, list[dict[str, str]]]
+    seeds: SeedPool | None = None
 
     @property
     def template_key(self) -> str:
@@ -151,15 +153,17 @@ def prepare(
         pipeline = load_pipeline(path)
     pipeline = validate_overrides(pipeline, str(path or pipeline.name), n, seed)
     dirs = prompt_dirs(path)
-    templates = None if pipeline.steps else PromptTemplates(pipeline, dirs)
-    steps = step_templates(pipeline, dirs) if pipeline.steps else {}
+    seeds = load_seeds(pipeline, path)
+    pipeline = with_seed_taxonomy(pipeline, seeds)
+    templates = None if pipeline.steps else PromptTemplates(pipeline, dirs, seeds=seeds)
+    steps = step_templates(pipeline, dirs, seeds) if pipeline.steps else {}
     check_encoder(pipeline.quality.embedding_model)
     if "vllm" in {pipeline.model.backend, *(s.model.backend for s in pipeline.steps if s.model)}:
         require_vllm()
     key = templates.key if templates else "+".join(t.key for t in steps.values())
     planned = plan(pipeline, key)
     messages = {ex.id: templates.render(ex) for ex in planned} if templates else {}
-    return Prepared(pipeline, path, templates, steps, planned, messages)
+    return Prepared(pipeline, path, templates, steps, planned, messages, seeds)
 
 
 def _progress(console: Console, quiet: bool) -> Progress:
@@ -315,7 +319,13 @@ def run_build(
                 scorer = backend if pipeline.quality.label_check.zero_shot else (lambda: None)
                 with console.status(f"quality stage on {len(examples)} records: filters, label check, dedup"):
                     records, funnel, stages = run_quality(
-                        [parsed[ex.id] for ex in examples], pipeline, quotas, prompts, scorer, embedder
+                        [parsed[ex.id] for ex in examples],
+                        pipeline,
+                        quotas,
+                        prompts,
+                        scorer,
+                        embedder,
+                        prep.seeds.texts if prep.seeds else None,
                     )
                 summary.label_signals = [x for st in stages if isinstance(st, LabelCheck) for x in st.signals]
                 deficits = _deficits(records, quotas)
@@ -369,7 +379,7 @@ def open_run(run_dir: str | Path, action: str) -> tuple[RunDir, dict[str, Any]]:
     return run, manifest
 
 
-def _recorded_pipeline(run: RunDir, manifest: dict[str, Any]) -> Pipeline:
+def recorded_pipeline(run: RunDir, manifest: dict[str, Any]) -> Pipeline:
     try:
         return Pipeline.model_validate(manifest["config"])
     except (KeyError, ValidationError):
@@ -384,7 +394,7 @@ def export_run(
 ):  # -> datasets.DatasetDict
     """Export a run's kept records with its dataset card (also the end of every build)."""
     run, manifest = open_run(run_dir, "export")
-    pipeline = pipeline or _recorded_pipeline(run, manifest)
+    pipeline = pipeline or recorded_pipeline(run, manifest)
     records = records if records is not None else run.read_records()
     opts = opts or ExportOptions(seed=pipeline.seed)
     funnel = _read_json(run.path / "funnel.json")
@@ -392,7 +402,10 @@ def export_run(
 
     def card(dataset: Any, kept: list[Record], o: ExportOptions) -> str:
         dirty = sum(1 for r in records if "contaminated" in r.reasons)
-        return render_card(pipeline, manifest, funnel, diversity, dataset, dirty, o.mix_real is not None)
+        privacy = dcr_summary(kept, records)
+        return render_card(
+            pipeline, manifest, funnel, diversity, dataset, dirty, o.mix_real is not None, privacy
+        )
 
     dataset = export(pipeline, records, run.path, opts, card)
     if opts.decontaminate is not None:
@@ -403,7 +416,7 @@ def export_run(
 def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int], Any]:
     """Record a review sheet's decisions in the run's records, then export again."""
     run, manifest = open_run(run_dir, "review")
-    pipeline = _recorded_pipeline(run, manifest)
+    pipeline = recorded_pipeline(run, manifest)
     records = run.read_records()
     counts = apply_sheet(run, pipeline, records, Path(sheet))
     with run.lock():
@@ -416,7 +429,7 @@ def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int]
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:
     """Continue a run with the config recorded in its manifest."""
     run, manifest = open_run(run_dir, "resume")
-    pipeline = _recorded_pipeline(run, manifest)
+    pipeline = recorded_pipeline(run, manifest)
     source = manifest.get("pipeline_file")
     return run_build(pipeline, out=run.path, quiet=quiet, pipeline_path=Path(source) if source else None)
 

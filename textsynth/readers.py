@@ -8,7 +8,8 @@ maps to nothing in the taxonomy is an error naming it.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from textsynth.errors import ConfigError
@@ -19,6 +20,7 @@ class RealData:
     path: Path
     texts: list[str]
     labels: list[str] | None
+    columns: dict[str, list[str]] = field(default_factory=dict)
 
 
 def parse_label_map(spec: str | None) -> dict[str, str]:
@@ -97,6 +99,7 @@ def read_real(
     text_col: str | None = None,
     label_col: str | None = None,
     label_map: str | None = None,
+    columns: Sequence[str] = (),
 ) -> RealData:
     """Texts (and labels mapped onto `labels`, when given) from a user's file."""
     path = Path(path)
@@ -108,12 +111,13 @@ def read_real(
     if not (path.is_dir() or suffix in (".jsonl", ".json", ".parquet")) and text_col is None:
         tcol = 0  # a delimited file without named columns: text first, label second
         lcol = _column(label_col, "label") if label_col is not None else (1 if labels is not None else None)
-    frame = _frame(path, header=isinstance(tcol, str) or isinstance(lcol, str))
+    frame = _frame(path, header=isinstance(tcol, str) or isinstance(lcol, str) or bool(columns))
     if frame.empty:
         raise ConfigError(f"{path}: no rows")
     texts = [str(t) for t in _pick(frame, tcol, path, "text")]
+    extra = {c: [str(v) for v in _pick(frame, c, path, "taxonomy")] for c in columns}
     if lcol is None or labels is None:
-        return RealData(path, texts, None)
+        return RealData(path, texts, None, extra)
     mapping = parse_label_map(label_map)
     raw = [str(v) for v in _pick(frame, lcol, path, "label")]
     mapped = [mapping.get(v, v) for v in raw]
@@ -123,4 +127,4 @@ def read_real(
                 f"{path}: row {row}: label {value!r} is not a label of the pipeline ({', '.join(labels)}); "
                 "map it with --label-map, e.g. --label-map 0=negative,1=positive"
             )
-    return RealData(path, texts, mapped)
+    return RealData(path, texts, mapped, extra)

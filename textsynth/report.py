@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from textsynth.compare import compare_tables, load_compare
 from textsynth.errors import RunDirError
 from textsynth.quality.dedup import flagged_pairs
 from textsynth.quality.filters import words
@@ -206,6 +207,12 @@ def write_report(run: RunDir, manifest: dict[str, Any]) -> Path:
         ("Nearest duplicates", _duplicates(records)),
         ("Samples", _samples(records, int(manifest.get("seed", 0)))),
     ]
+    compared = load_compare(run.path)
+    if compared is not None:
+        tables = "".join(
+            f"<p>{html.escape(t)}</p>" + _table(h, rows) for t, h, rows in compare_tables(compared)
+        )
+        sections.append(("Comparison with real data", tables))
     body = "".join(f"<h2>{html.escape(title)}</h2>{content}" for title, content in sections)
     title = html.escape(str(manifest.get("name", run.path.name)))
     head = (

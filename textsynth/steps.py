@@ -33,6 +33,7 @@ from textsynth.models import ModelIdentity, identify
 from textsynth.parse import clean, parse_json
 from textsynth.records import Record
 from textsynth.run import RunDir
+from textsynth.seeds import SeedPool
 from textsynth.taxonomy import PlannedExample, attribute_order, derived_seed
 from textsynth.templates import PromptTemplates
 
@@ -40,7 +41,9 @@ JUDGE_VARIABLES = ("criterion", "rubric", "scale")
 _identify = functools.cache(identify)  # a step's own model, resolved once per process
 
 
-def step_templates(pipeline: Pipeline, dirs: list[Path]) -> dict[str, PromptTemplates]:
+def step_templates(
+    pipeline: Pipeline, dirs: list[Path], seeds: SeedPool | None = None
+) -> dict[str, PromptTemplates]:
     """Each step's templates, checked against the variables that exist when it runs."""
     attributes = set(attribute_order(pipeline))
     out = {}
@@ -53,7 +56,7 @@ def step_templates(pipeline: Pipeline, dirs: list[Path]) -> dict[str, PromptTemp
         earlier = tuple(o for s in pipeline.steps[:k] for o in s.outputs)
         later = tuple(o for s in pipeline.steps[k:] for o in s.outputs)
         judge = JUDGE_VARIABLES if step.judge else ()
-        out[step.name] = PromptTemplates(pipeline, dirs, step.templates, earlier + judge, later)
+        out[step.name] = PromptTemplates(pipeline, dirs, step.templates, earlier + judge, later, seeds)
     return out
 
 
@@ -244,6 +247,7 @@ class StepRunner:
             prompt={
                 "template": "+".join(t.key for t in self.templates.values()),
                 "template_sha": {k: v for t in self.templates.values() for k, v in t.shas.items()},
+                "exemplars": next(iter(self.templates.values())).exemplars(ex.planned),
             },
             generation={
                 "model": self.model.model_id,

@@ -17,7 +17,8 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from textsynth.config import BASE_VARIABLES, Pipeline, Templates
 from textsynth.errors import TemplateError
-from textsynth.taxonomy import PlannedExample, attribute_order
+from textsynth.seeds import SeedPool
+from textsynth.taxonomy import PlannedExample, attribute_order, derived_seed
 
 
 def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
@@ -30,7 +31,8 @@ def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
 def available_variables(pipeline: Pipeline) -> set[str]:
     """Every variable some request can provide to a template (no label variables without labels)."""
     base = set(BASE_VARIABLES) if pipeline.labels else {"task_description"}
-    return base | set(attribute_order(pipeline))
+    seeded = {"examples"} if pipeline.seed_examples else set()
+    return base | seeded | set(attribute_order(pipeline))
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,12 @@ class PromptTemplates:
         templates: Templates | None = None,
         outputs: tuple[str, ...] = (),
         later: tuple[str, ...] = (),
+        seeds: SeedPool | None = None,
     ) -> None:
         # An included template is resolved by the same loader, so it cannot leave `dirs` either.
         self.pipeline = pipeline
         self.dirs = dirs
+        self.seeds = seeds
         self.env = SandboxedEnvironment(
             loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
             undefined=jinja2.StrictUndefined,
@@ -111,8 +115,17 @@ class PromptTemplates:
     def shas(self) -> dict[str, str]:
         return {t.name: t.sha for t in self.templates.values()}
 
+    def exemplars(self, example: PlannedExample) -> list[int]:
+        """Rows of the seed examples shown to this record: its label's, drawn with its own seed."""
+        config = self.pipeline.seed_examples
+        if self.seeds is None or config is None:
+            return []
+        return self.seeds.exemplars(example.label, derived_seed(example.seed, "exemplars"), config.k)
+
     def context(self, example: PlannedExample) -> dict[str, object]:
         ctx: dict[str, object] = {"task_description": self.pipeline.description, **example.attributes}
+        if self.seeds is not None:
+            ctx["examples"] = [self.seeds.texts[i] for i in self.exemplars(example)]
         label = next((lab for lab in self.pipeline.labels if lab.name == example.label), None)
         if label is not None:
             ctx.update(

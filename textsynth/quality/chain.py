@@ -19,6 +19,7 @@ from textsynth.quality.base import Stage
 from textsynth.quality.dedup import Dedup, quality_order
 from textsynth.quality.filters import JudgeFilter, build_filters
 from textsynth.quality.labelcheck import LabelCheck
+from textsynth.quality.privacy import Privacy
 from textsynth.records import Record
 
 Embedder = Callable[[list[str]], np.ndarray]
@@ -42,6 +43,7 @@ def run_quality(
     prompts: dict[str, str],
     backend: Callable[[], Backend | None],
     embedder: Embedder,
+    seeds: list[str] | None = None,
 ) -> tuple[list[Record], Funnel, list[Stage]]:
     """Copies of `parsed` after filters, label check, dedup and quota selection."""
     records = [copy.deepcopy(r) for r in parsed]
@@ -58,6 +60,8 @@ def run_quality(
     if q.label_check.enabled and pipeline.labels:
         groups.append(("label_confirmed", [LabelCheck(pipeline, q.label_check, backend(), embedder)]))
     groups.append(("unique", [Dedup(q.dedup, embedder)]))
+    if seeds:
+        groups.append(("not_memorized", [Privacy(q.privacy, seeds, embedder)]))
     stages: list[Stage] = []
     for step, group in groups:
         reasons: Counter[str] = Counter()

@@ -1,0 +1,72 @@
+"""Seed examples: a small real dataset that prompts few-shot and that outputs must not copy.
+
+Templates get `examples`: k real texts of the record's label, sampled with a generator seeded by
+the record's own seed, so the same record always sees the same exemplars and its prompt (and
+cache key) is stable. A column of the real data can become a taxonomy attribute whose values are
+weighted by how often they occur there.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from textsynth.config import Attribute, Pipeline, SeedExamples, Value
+from textsynth.errors import ConfigError
+from textsynth.readers import RealData, read_real
+
+
+@dataclass
+class SeedPool:
+    data: RealData
+
+    @property
+    def texts(self) -> list[str]:
+        return self.data.texts
+
+    def exemplars(self, label: str, seed: int, k: int) -> list[int]:
+        """Row numbers of k seed texts of `label` (all rows when the data has no labels)."""
+        labels = self.data.labels
+        rows = [i for i, lab in enumerate(labels or self.texts) if labels is None or lab == label]
+        return sorted(random.Random(seed).sample(rows, min(k, len(rows))))
+
+
+def seed_path(config: SeedExamples, pipeline_path: Path | None) -> Path:
+    """The seed file, relative to the pipeline file's folder."""
+    path = Path(config.path).expanduser()
+    if path.is_absolute() or pipeline_path is None:
+        return path
+    return (pipeline_path.resolve().parent / path).resolve()
+
+
+def load_seeds(pipeline: Pipeline, pipeline_path: Path | None) -> SeedPool | None:
+    config = pipeline.seed_examples
+    if config is None:
+        return None
+    data = read_real(
+        seed_path(config, pipeline_path),
+        pipeline.label_names if pipeline.labels else None,
+        config.text_col,
+        config.label_col,
+        config.label_map,
+        columns=config.taxonomy_columns,
+    )
+    return SeedPool(data)
+
+
+def with_seed_taxonomy(pipeline: Pipeline, pool: SeedPool | None) -> Pipeline:
+    """The pipeline with one attribute per `taxonomy_columns` entry, weighted by frequency."""
+    if pool is None or not pool.data.columns:
+        return pipeline
+    extra = {}
+    for column, values in pool.data.columns.items():
+        if column in pipeline.taxonomy:
+            raise ConfigError(f"seed_examples.taxonomy_columns: {column!r} is already a taxonomy attribute")
+        counts = Counter(v for v in values if v)
+        extra[column] = Attribute(
+            description=f"from column {column!r} of the seed examples",
+            values=[Value(name=v, weight=c) for v, c in sorted(counts.items())],
+        )
+    return pipeline.model_copy(update={"taxonomy": {**pipeline.taxonomy, **extra}})
