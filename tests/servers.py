@@ -64,6 +64,43 @@ class ServeProcess:
         self.proc = None
 
 
+class LlamaCppServer(ServeProcess):
+    """llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) on the embedded GGUF file."""
+
+    def start(self, timeout: float = 180) -> LlamaCppServer:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                self.model_dir,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--n_ctx",
+                "2048",
+                "--logits_all",
+                "true",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("llama_cpp.server did not answer /v1/models in time")
+
+
 class Flaky:
     """Answers 429 to the first `failures` POSTs, then forwards to `upstream`; counts both."""
 

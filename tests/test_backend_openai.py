@@ -6,6 +6,7 @@ front of it, a fault the real server does not produce on demand.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, SENTIMENT, copy_project
-from tests.servers import Flaky, ServeProcess
+from tests.servers import Flaky, LlamaCppServer, ServeProcess
 from textsynth.config import ModelConfig, load_pipeline
 from textsynth.models import identify
 from textsynth.pipeline import run_build
@@ -132,3 +133,23 @@ def test_completions_endpoint_and_label_check_signals(server, tmp_path):
     assert any(r.generation["raw"] for r in records(result.run_dir))  # a raw prompt may get an empty reply
     signals = result.summary.label_signals
     assert "zero_shot" in signals or "zero_shot_unavailable" in signals  # said, whichever it was
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sse_starlette") is None or importlib.util.find_spec("llama_cpp") is None,
+    reason="needs llama-cpp-python[server]==0.3.16 (the `bench` extra; a 5-minute source build, not in CI)",
+)
+def test_llama_cpp_server_generates_and_scores(tmp_path):
+    from textsynth.models import default_gguf
+
+    gguf = str(default_gguf())
+    llama = LlamaCppServer(gguf).start()
+    try:
+        path = server_pipeline(copy_project(tmp_path / "p"), llama.base_url, n=6, send_top_k=True)
+        text = path.read_text().replace(f"name: {identify(ModelConfig()).source}", f"name: {gguf}")
+        path.write_text(text)
+        result = run_build(path, out=tmp_path / "run", quiet=True)
+    finally:
+        llama.stop()
+    assert result.summary.generated == 6
+    assert "zero_shot" in result.summary.label_signals, "label choices scored from the server's logprobs"

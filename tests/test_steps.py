@@ -71,6 +71,10 @@ def test_label_free_export_has_no_classlabel_and_fine_tuning_turns(instructions)
     assert [m["messages"][1]["content"] for m in trl] == [r["text"] for r in rows]
     alpaca = [json.loads(line) for line in (formats / f"{name}.alpaca.jsonl").read_text().splitlines()]
     assert alpaca[0] == {"instruction": rows[0]["instruction"], "input": "", "output": rows[0]["text"]}
+    from textsynth.pipeline import open_run
+    from textsynth.report import write_report
+
+    assert "<h2>Judge scores</h2>" in write_report(*open_run(instructions.run_dir, "report on")).read_text()
     card = (instructions.run_dir / "hub" / "README.md").read_text()
     assert "text-generation" in card and "Judge scores" in card and "(edge case)" in card
 

@@ -8,10 +8,12 @@ vectors are L2-normalized here, so inner product = cosine everywhere downstream.
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
 
 from textsynth.errors import ConfigError
 from textsynth.models import quiet_transformers, resolve_dtype
@@ -75,7 +77,11 @@ def load_encoder(name: str = "default", dtype: str = "auto") -> Any:
 
 
 def embed(
-    texts: list[str], name: str = "default", dtype: str = "auto", token_budget: int = 2048
+    texts: list[str],
+    name: str = "default",
+    dtype: str = "auto",
+    token_budget: int = 2048,
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """L2-normalized float32 embeddings, one row per text.
 
@@ -100,21 +106,35 @@ def embed(
             features = {k: v.to(model.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
             out[rows] = model(features)["sentence_embedding"].float().cpu().numpy()
             start += len(rows)
+            if on_batch is not None:
+                on_batch(len(rows))
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
 class TextEmbedder:
     """Embeds texts once per build: dedup, label check and diversity share the vectors."""
 
-    def __init__(self, name: str = "default") -> None:
+    def __init__(self, name: str = "default", console: Console | None = None) -> None:
         self.name = name
+        self.console = console
         self._vectors: dict[str, np.ndarray] = {}
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._vectors))
         if missing:
-            for text, vector in zip(missing, embed(missing, self.name)):
+            for text, vector in zip(missing, self._embed(missing)):
                 self._vectors[text] = vector
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
         return np.stack([self._vectors[t] for t in texts])
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """`embed` with a transient progress bar (rate, ETA) unless the console is quiet."""
+        if self.console is None or self.console.quiet:
+            return embed(texts, self.name)
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task("embedding", total=len(texts))
+            return embed(texts, self.name, on_batch=lambda n: progress.advance(task, n))

@@ -193,7 +193,8 @@ def generate_all(
         writer.flush()
         todo = [i for i in missing if i.fingerprint not in hits]
         if todo:
-            engine = backend()
+            with progress.console.status("loading the model"):
+                engine = backend()
             engine.check(
                 [Request(i.example.id, i.messages, i.example.seed) for i in todo], pipeline.generation
             )

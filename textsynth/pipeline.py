@@ -287,7 +287,7 @@ def run_build(
             )
         summary = BuildSummary(planned=len(examples), drift=drift)
         backend = functools.cache(lambda: make_generator(pipeline.model, pipeline.executor))
-        embedder = TextEmbedder(pipeline.quality.embedding_model)
+        embedder = TextEmbedder(pipeline.quality.embedding_model, console)
         cache = CompletionCache(Path(cache_path) if cache_path else run.path / "cache.sqlite")
         try:
             parsed: dict[str, Record] = {}
@@ -317,16 +317,15 @@ def run_build(
                     prompts = {i.example.id: i.messages[-1]["content"] for i in items}
                 faults.point("quality")
                 scorer = backend if pipeline.quality.label_check.zero_shot else (lambda: None)
-                with console.status(f"quality stage on {len(examples)} records: filters, label check, dedup"):
-                    records, funnel, stages = run_quality(
-                        [parsed[ex.id] for ex in examples],
-                        pipeline,
-                        quotas,
-                        prompts,
-                        scorer,
-                        embedder,
-                        prep.seeds.texts if prep.seeds else None,
-                    )
+                records, funnel, stages = run_quality(
+                    [parsed[ex.id] for ex in examples],
+                    pipeline,
+                    quotas,
+                    prompts,
+                    scorer,
+                    embedder,
+                    prep.seeds.texts if prep.seeds else None,
+                )
                 summary.label_signals = [x for st in stages if isinstance(st, LabelCheck) for x in st.signals]
                 deficits = _deficits(records, quotas)
                 if not deficits or round_no == pipeline.quality.top_up_rounds:
@@ -340,10 +339,11 @@ def run_build(
         summary.planned = len(examples)
         summary.funnel = funnel
         kept = [r for r in records if r.status == "kept"]
+        vectors = embedder([r.text or "" for r in kept])
         with console.status("diversity metrics"):
             report = diversity_report(
                 kept,
-                embedder([r.text or "" for r in kept]),
+                vectors,
                 list(quotas),
                 {f"{ex.label}|{ex.leaf}" for ex in prep.planned},
                 pipeline.seed,

@@ -183,6 +183,21 @@ def _samples(records: list[Record], seed: int) -> str:
     )
 
 
+def _judge(kept: list[Record]) -> str | None:
+    """Mean judge score per criterion and label, when the pipeline has a judge step."""
+    criteria = sorted({k for r in kept for k in r.scores if k.startswith("judge_")})
+    if not criteria:
+        return None
+    labels = sorted({r.label for r in kept})
+    rows = []
+    for label in labels:
+        mine = [r for r in kept if r.label == label]
+        rows.append(
+            [label, len(mine), *(float(np.mean([r.scores.get(c, np.nan) for r in mine])) for c in criteria)]
+        )
+    return _table(["label", "kept", *criteria], rows)
+
+
 def write_report(run: RunDir, manifest: dict[str, Any]) -> Path:
     """Render RUN_DIR/report.html and return its path."""
     import matplotlib
@@ -207,6 +222,9 @@ def write_report(run: RunDir, manifest: dict[str, Any]) -> Path:
         ("Nearest duplicates", _duplicates(records)),
         ("Samples", _samples(records, int(manifest.get("seed", 0)))),
     ]
+    judged = _judge(kept)
+    if judged is not None:
+        sections.insert(4, ("Judge scores", judged))
     compared = load_compare(run.path)
     if compared is not None:
         tables = "".join(
