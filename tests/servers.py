@@ -37,25 +37,27 @@ class ServeProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout: float = 180) -> ServeProcess:
+    def command(self) -> list[str]:
         exe = Path(sys.executable).with_name("transformers")
-        self.proc = subprocess.Popen(
-            [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), self.model_dir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        return [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), self.model_dir]
+
+    def ready_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+    def start(self, timeout: float = 180) -> ServeProcess:
+        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"transformers serve exited with {self.proc.returncode}")
+                raise RuntimeError(f"{self.command()[:2]} exited with {self.proc.returncode}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200:
+                if httpx.get(self.ready_url(), timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.5)
         self.stop()
-        raise RuntimeError("transformers serve did not answer /health in time")
+        raise RuntimeError(f"{self.command()[:2]} did not answer {self.ready_url()} in time")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -67,38 +69,25 @@ class ServeProcess:
 class LlamaCppServer(ServeProcess):
     """llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) on the embedded GGUF file."""
 
-    def start(self, timeout: float = 180) -> LlamaCppServer:
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                self.model_dir,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--n_ctx",
-                "2048",
-                "--logits_all",
-                "true",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("llama_cpp.server did not answer /v1/models in time")
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            self.model_dir,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "2048",
+            "--logits_all",
+            "true",
+        ]
+
+    def ready_url(self) -> str:
+        return f"{self.base_url}/models"
 
 
 class Flaky:

@@ -85,6 +85,11 @@ class Executor(StrEnum):
     ray = "ray"
 
 
+TextColOpt = Annotated[str | None, typer.Option("--text-col", help="Text column: name or 0-based position.")]
+LabelColOpt = Annotated[str | None, typer.Option("--label-col", help="Label column: name or position.")]
+LabelMapOpt = Annotated[
+    str | None, typer.Option("--label-map", help="Map raw labels, e.g. 0=negative,1=positive.")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line on stdout.")]
 
@@ -234,15 +239,9 @@ def export_cmd(
         typer.Option("--decontaminate", help="Evaluation file: drop records sharing a long n-gram."),
     ] = None,
     ngram: Annotated[int, typer.Option("--ngram", help="n-gram length for --decontaminate.")] = 13,
-    text_col: Annotated[
-        str | None, typer.Option("--text-col", help="Text column: name or 0-based position.")
-    ] = None,
-    label_col: Annotated[
-        str | None, typer.Option("--label-col", help="Label column: name or position.")
-    ] = None,
-    label_map: Annotated[
-        str | None, typer.Option("--label-map", help="Map raw labels, e.g. 0=negative,1=positive.")
-    ] = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    label_map: LabelMapOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Export a run as a DatasetDict, hub folder (parquet + card) and fine-tuning formats.
@@ -496,13 +495,9 @@ def compare(
         Path | None,
         typer.Option("--real-train", help="Real training data for TRTR (default: half of --real)."),
     ] = None,
-    text_col: Annotated[str | None, typer.Option("--text-col", help="Text column: name or position.")] = None,
-    label_col: Annotated[
-        str | None, typer.Option("--label-col", help="Label column: name or position.")
-    ] = None,
-    label_map: Annotated[
-        str | None, typer.Option("--label-map", help="Map raw labels, e.g. 0=negative,1=positive.")
-    ] = None,
+    text_col: TextColOpt = None,
+    label_col: LabelColOpt = None,
+    label_map: LabelMapOpt = None,
     coverage_cosine: Annotated[
         float, typer.Option("--coverage-cosine", help="Cosine within which a real text counts as covered.")
     ] = 0.7,
