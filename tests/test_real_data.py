@@ -12,7 +12,7 @@ from tests.conftest import REAL_DATA, ROOT, copy_project
 from textsynth.cli import app
 from textsynth.errors import ConfigError
 from textsynth.pipeline import prepare, run_build
-from textsynth.quality.privacy import longest_common_ngram
+from textsynth.quality.privacy import SeedGrams, longest_common_ngram
 from textsynth.records import Record
 
 RESTAURANT = ROOT / "pipelines" / "restaurant_reviews.yaml"
@@ -33,13 +33,11 @@ def test_exemplars_are_real_same_label_and_seeded_per_record():
 
 
 def test_longest_common_ngram():
-    seeds = ["the pasta was cold and the waiter never came back"]
-    grams = [set() for _ in range(9)]
-    for n in range(1, 10):
-        w = seeds[0].split()
-        grams[n - 1].update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+    grams = SeedGrams(["The pasta was cold, and the waiter never came back.", "Great pizza!"])
+    assert longest_common_ngram("the pasta was cold and the waiter never came back", grams) == 10
     assert longest_common_ngram("honestly the pasta was cold and bland", grams) == 5
-    assert longest_common_ngram("great pizza", grams) == 0
+    assert longest_common_ngram("great pizza", grams) == 2
+    assert longest_common_ngram("awful soup", grams) == 0
 
 
 def test_copies_of_seed_texts_are_rejected_too_close_to_real(tmp_path):

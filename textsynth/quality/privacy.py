@@ -18,12 +18,25 @@ from textsynth.quality.filters import words
 from textsynth.records import Record
 
 
-def longest_common_ngram(text: str, seed_grams: list[set[tuple[str, ...]]]) -> int:
-    """Length of the longest word n-gram of `text` found in `seed_grams[n - 1]`."""
+class SeedGrams:
+    """Word n-gram sets of the seed texts, built per length on first use."""
+
+    def __init__(self, seeds: list[str]) -> None:
+        self.words = [words(s) for s in seeds]
+        self._by_n: dict[int, set[tuple[str, ...]]] = {}
+
+    def __getitem__(self, n: int) -> set[tuple[str, ...]]:
+        if n not in self._by_n:
+            self._by_n[n] = {tuple(w[i : i + n]) for w in self.words for i in range(len(w) - n + 1)}
+        return self._by_n[n]
+
+
+def longest_common_ngram(text: str, seed_grams: SeedGrams) -> int:
+    """Length of the longest word n-gram that `text` shares with any seed text."""
     w = words(text)
     best = 0
-    for n in range(1, min(len(w), len(seed_grams)) + 1):
-        if not any(tuple(w[i : i + n]) in seed_grams[n - 1] for i in range(len(w) - n + 1)):
+    for n in range(1, len(w) + 1):
+        if not any(tuple(w[i : i + n]) in seed_grams[n] for i in range(len(w) - n + 1)):
             break  # a common n-gram implies a common (n-1)-gram, so none longer exists either
         best = n
     return best
@@ -45,12 +58,7 @@ class Privacy(Stage):
             return
         reals = self.embedder(self.seeds)
         vectors = self.embedder([r.text or "" for r in kept])
-        span = self.config.max_common_ngram + 1
-        grams: list[set[tuple[str, ...]]] = [set() for _ in range(span)]
-        for seed in self.seeds:
-            w = words(seed)
-            for n in range(1, span + 1):
-                grams[n - 1].update(tuple(w[i : i + n]) for i in range(len(w) - n + 1))
+        grams = SeedGrams(self.seeds)
         for start in range(0, len(kept), 4096):
             sims = vectors[start : start + 4096] @ reals.T
             for r, row in zip(kept[start : start + 4096], sims):
