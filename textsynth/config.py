@@ -441,6 +441,7 @@ _FIXES = {
     "missing": "add it",
     "extra_forbidden": "remove it or fix its spelling",
     "literal_error": "use one of the allowed values",
+    "too_short": "add at least one entry",
 }
 
 
