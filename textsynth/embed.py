@@ -8,6 +8,7 @@ vectors are L2-normalized here, so inner product = cosine everywhere downstream.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,19 @@ class TextEmbedder:
             return embed(texts, self.name)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        columns = (TextColumn("[bold]embedding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        columns = (
+            TextColumn("[bold]embedding"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.0f} texts/s"),
+            TimeRemainingColumn(),
+        )
+        start = time.perf_counter()
         with Progress(*columns, console=self.console, transient=True) as progress:
-            task = progress.add_task("embedding", total=len(texts))
-            return embed(texts, self.name, on_batch=lambda n: progress.advance(task, n))
+            task = progress.add_task("embedding", total=len(texts), rate=0.0)
+
+            def advance(n: int) -> None:
+                done = progress.tasks[0].completed + n
+                progress.update(task, advance=n, rate=done / max(time.perf_counter() - start, 1e-9))
+
+            return embed(texts, self.name, on_batch=advance)
