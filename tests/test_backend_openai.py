@@ -6,7 +6,6 @@ front of it, a fault the real server does not produce on demand.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -135,10 +134,6 @@ def test_completions_endpoint_and_label_check_signals(server, tmp_path):
     assert "zero_shot" in signals or "zero_shot_unavailable" in signals  # said, whichever it was
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("sse_starlette") is None or importlib.util.find_spec("llama_cpp") is None,
-    reason="needs llama-cpp-python[server]==0.3.16 (the `bench` extra; a 5-minute source build, not in CI)",
-)
 def test_llama_cpp_server_generates_and_scores(tmp_path):
     from textsynth.models import default_gguf
 

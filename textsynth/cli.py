@@ -392,6 +392,7 @@ def preview(
 
     from textsynth.config import load_pipeline
     from textsynth.pipeline import run_build
+    from textsynth.run import RunDir
 
     if per_label < 1:
         raise ConfigError(f"--per-label {per_label}: must be at least 1")
@@ -406,8 +407,6 @@ def preview(
             pipeline_path=pipeline,
             export=False,
         )
-        from textsynth.run import RunDir
-
         records = RunDir(result.run_dir).read_records()
     table = Table(title=f"preview of {pipeline} ({len(records)} examples, nothing exported)", show_lines=True)
     for col in ("label", "leaf", "text", "verdict", "label conf."):

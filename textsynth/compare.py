@@ -57,15 +57,11 @@ def _scores(train: Split, test: Split, vectors: dict[str, np.ndarray]) -> dict[s
     from sklearn.metrics import accuracy_score, f1_score
 
     out = {}
-    tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True).fit(train[0])
     features = {
-        "minilm_logreg": (
-            np.stack([vectors[t] for t in train[0]]),
-            np.stack([vectors[t] for t in test[0]]),
-        ),
-        "tfidf_logreg": (tfidf.fit_transform(train[0]), None),
+        "minilm_logreg": tuple(np.stack([vectors[t] for t in side[0]]) for side in (train, test)),
+        "tfidf_logreg": (tfidf.transform(train[0]), tfidf.transform(test[0])),
     }
-    features["tfidf_logreg"] = (features["tfidf_logreg"][0], tfidf.transform(test[0]))
     for name, (x_train, x_test) in features.items():
         model = LogisticRegression(max_iter=2000, C=4.0).fit(x_train, train[1])
         predicted = model.predict(x_test)

@@ -116,15 +116,11 @@ def _rows(
 ) -> list[dict]:
     attrs = [a for a in attribute_order(pipeline) if a not in ("id", "text", "label")]
     rows = []
+    outputs = output_columns(pipeline)
     for r in records:
         row: dict[str, Any] = {"id": r.id, "text": r.text, "label": r.label, "source": "synthetic"}
         row.update({a: r.attributes.get(a) for a in attrs})
-        row.update(
-            {
-                c: r.scores.get(c) if c.startswith("judge_") else r.fields.get(c)
-                for c in output_columns(pipeline)
-            }
-        )
+        row.update({c: r.scores.get(c) if c.startswith("judge_") else r.fields.get(c) for c in outputs})
         if opts.with_metadata:
             row.update(
                 template_sha=json.dumps(r.prompt.get("template_sha", {}), sort_keys=True),
@@ -142,11 +138,12 @@ def _real_rows(pipeline: Pipeline, real: RealData, opts: ExportOptions, attrs: l
     labels = real.labels or []
     rows = []
     rng = random.Random(f"{opts.seed}\x1freal")
+    outputs = output_columns(pipeline)
     for i, (text, label) in enumerate(zip(real.texts, labels)):
         split = "test" if opts.real_test_only else rng.choices(SPLITS, weights=opts.ratios)[0]
         row: dict[str, Any] = {"id": f"real-{i}", "text": text, "label": label, "source": "real"}
         row.update({a: None for a in attrs})
-        row.update({c: None for c in output_columns(pipeline)})
+        row.update({c: None for c in outputs})
         if opts.with_metadata:
             row.update(template_sha=None, model=None, seed=None, scores=None, cluster=None)
         row["_split"] = split

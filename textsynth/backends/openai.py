@@ -70,7 +70,8 @@ class OpenAIBackend(Backend):
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
         where = f"{self.url}{path}"
-        for attempt in range(self.config.max_retries + 1):
+        attempt = 0
+        while True:
             try:
                 response = await client.post(where, json=body, headers=self._headers)
             except httpx.TransportError as exc:  # refused, reset, timed out
@@ -88,7 +89,7 @@ class OpenAIBackend(Backend):
                     "server and run `textsynth resume`"
                 )
             await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def _completion(self, req: Request, data: dict[str, Any]) -> Completion:
         choice = data["choices"][0]
