@@ -4,7 +4,7 @@
    on the same texts, with the cosine between the two embeddings of each text
    (targets ≥ 2.5x, cosine ≥ 0.99).
 2. A deterministic corpus (default 100k texts) recombined from the Yelp sentences in
-   ../shared/data/real, with planted copies whose original is known: `exact` (case and punctuation
+   data/yelp, with planted copies whose original is known: `exact` (case and punctuation
    changed), `near` (one word dropped or two swapped), `para` (sentence order changed and synonyms).
    - exact + MinHash tiers of `Dedup` over all of it (target ≤ 60 s);
    - `semantic_duplicates` on the corpus' MiniLM embeddings (target ≤ 5 s, ≤ 2 GB) and on 1M
@@ -49,7 +49,7 @@ from textsynth.quality.dedup import Dedup, normalize, semantic_duplicates
 from textsynth.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "real" / "yelp_labelled.tsv"
+DATA = ROOT / "data" / "yelp" / "yelp_labelled.tsv"
 LABELS = {"0": "negative", "1": "positive"}
 KINDS = ("orig", "exact", "near", "para")
 THRESHOLD = 0.9

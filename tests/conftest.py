@@ -14,7 +14,7 @@ from textsynth.pipeline import BuildResult, run_build
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTIMENT = ROOT / "pipelines" / "sentiment.yaml"
-REAL_DATA = ROOT.parent / "shared" / "data" / "real" / "yelp_labelled.tsv"
+REAL_DATA = ROOT / "data" / "yelp" / "yelp_labelled.tsv"
 
 
 @pytest.fixture(scope="session")
@@ -32,14 +32,14 @@ def built150(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
 
 
 def copy_project(dest: Path) -> Path:
-    for sub in ("pipelines", "prompts"):
+    for sub in ("pipelines", "prompts", "data"):
         shutil.copytree(ROOT / sub, dest / sub)
     return dest
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A writable copy of pipelines/ and prompts/ for tests that edit them."""
+    """A writable copy of pipelines/, prompts/ and data/ for tests that edit them."""
     return copy_project(tmp_path)
 
 

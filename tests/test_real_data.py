@@ -49,7 +49,7 @@ def test_copies_of_seed_texts_are_rejected_too_close_to_real(tmp_path):
         "Repeat that sentence exactly, word for word. Output only the sentence."
     )
     path = project / "pipelines" / "restaurant_reviews.yaml"
-    path.write_text(path.read_text().replace("../../shared/data/real/yelp_labelled.tsv", str(REAL_DATA)))
+    
     result = run_build(path, n=8, out=tmp_path / "run", quiet=True)
     records = [Record.from_json(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     close = [r for r in records if "too_close_to_real" in r.reasons]
@@ -71,7 +71,7 @@ def test_taxonomy_from_a_column_of_the_seed_data(tmp_path):
         + "".join(f"bad {t} here,negative,{t}\n" for t in ["food", "service"])
     )
     path = project / "pipelines" / "restaurant_reviews.yaml"
-    text = path.read_text().replace("../../shared/data/real/yelp_labelled.tsv", "../seeds.csv")
+    text = path.read_text().replace("../data/yelp/tune.tsv", "../seeds.csv")
     text = text.replace(
         "  label_map: 0=negative,1=positive\n",
         "  text_col: text\n  label_col: label\n  taxonomy_columns: [topic]\n",
