@@ -27,6 +27,8 @@ class CompletionCache:
                 "CREATE TABLE IF NOT EXISTS completions (fingerprint TEXT PRIMARY KEY, "
                 "text TEXT NOT NULL, tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL)"
             )
+        except sqlite3.OperationalError:
+            raise  # disk full, locked, unreadable: the file is fine, the CLI names the cause
         except sqlite3.DatabaseError as exc:
             raise RunDirError(f"{path}: unusable cache ({exc}); delete it or rebuild with --force") from None
 

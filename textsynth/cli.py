@@ -7,8 +7,11 @@ traceback instead.
 from __future__ import annotations
 
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
@@ -16,9 +19,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from textsynth.errors import ConfigError, Interrupted, TextsynthError
+from textsynth.errors import ConfigError, Interrupted, describe
 
 app = typer.Typer(
     add_completion=False,
@@ -36,21 +40,64 @@ def _root() -> None:
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
 
 
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside the generation loop, raised like Ctrl-C's KeyboardInterrupt."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP stop a command the way Ctrl-C does (the generation loop has its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Signalled(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn TextsynthError into one line on stderr and exit code 2."""
+    """Turn every expected failure into one line on stderr and exit code 2 (see errors.describe).
+
+    An interruption (Ctrl-C, SIGTERM, SIGHUP) exits 128 + the signal number after printing the
+    resume command; anything else is a bug and keeps its traceback.
+    """
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
-        except TextsynthError as exc:
-            if kwargs.get("debug"):
-                raise
-            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            with _signals_interrupt():
+                return command(*args, **kwargs)
         except Interrupted as exc:
-            err_console.print(str(exc), highlight=False, soft_wrap=True)
-            raise typer.Exit(130) from None
+            err_console.print(str(exc), highlight=False, soft_wrap=True, markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt as exc:  # outside generation: nothing unsaved is lost either
+            signum = getattr(exc, "signum", signal.SIGINT)
+            err_console.print(
+                f"interrupted by {signal.Signals(signum).name}: finished records are kept; "
+                "run the same command again to continue",
+                highlight=False,
+                soft_wrap=True,
+                markup=False,
+            )
+            raise typer.Exit(128 + signum) from None
+        except Exception as exc:
+            message = describe(exc)
+            if message is None or kwargs.get("debug"):
+                raise
+            message = " ".join(message.split())  # one line, whatever the exception carried
+            err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 

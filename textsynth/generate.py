@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from textsynth import faults
 from textsynth.backends import Backend, Completion, Request
 from textsynth.cache import CompletionCache
 from textsynth.config import GenerationParams, Pipeline
-from textsynth.errors import Interrupted, RunDirError
+from textsynth.errors import Interrupted, ModelError, RunDirError
 from textsynth.models import ModelIdentity
 from textsynth.parse import parse_record
 from textsynth.records import Record
@@ -104,7 +105,7 @@ def generate_records(
     requests = [Request(i.example.id, i.messages, i.example.seed) for i in items]
     pending: list[tuple[str, Completion]] = []
     batch: list[Record] = []
-    for completion in backend.generate(requests, pipeline.generation):
+    for completion in answers(backend, requests, pipeline.generation):
         item = by_id[completion.id]
         record = make_record(item, pipeline, templates, model, completion)
         writer.append(record)
@@ -116,6 +117,22 @@ def generate_records(
             if should_stop():
                 return
     yield from _persist(writer, cache, pending, batch)
+
+
+def answers(backend: Backend, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
+    """The backend's completions; a malformed answer (a server's) becomes a one-line ModelError."""
+    stream = backend.generate(requests, params)
+    while True:
+        try:
+            completion = next(stream)
+        except StopIteration:
+            return
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"{backend.model_id}: malformed response ({type(exc).__name__}: {exc}); finished records "
+                "are saved, check the server or model and run the same command again"
+            ) from None
+        yield completion
 
 
 def _persist(
@@ -130,29 +147,37 @@ def _persist(
 
 
 class StopFlag:
-    """Set by the first Ctrl-C; the generation loop stops after persisting what it has."""
+    """Set by the first Ctrl-C, SIGTERM or SIGHUP; generation stops after persisting what it has.
+
+    A scheduler, `timeout` or a container stop sends SIGTERM and a closed terminal SIGHUP: both
+    deserve the same saved, resumable stop as Ctrl-C. A second signal stops at once.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
-        self.set = False
+        self.signum: int | None = None
 
     def __call__(self) -> bool:
-        return self.set
+        return self.signum is not None
 
     @contextmanager
-    def on_sigint(self) -> Iterator[None]:
+    def on_signals(self) -> Iterator[None]:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
 
         def handler(signum: int, frame: Any) -> None:
-            self.set = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+            self.signum = signum
+            for sig in self.SIGNALS:  # a second signal stops at once
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in self.SIGNALS}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 @dataclass
@@ -196,11 +221,12 @@ def generate_all(
             with progress.console.status("loading the model"):
                 engine = backend()
             engine.check(
-                [Request(i.example.id, i.messages, i.example.seed) for i in todo], pipeline.generation
+                [Request(i.example.id, i.messages, i.example.seed) for i in todo],
+                pipeline.generation,
             )
             faults.point("generation_start")
             start, made = time.perf_counter(), 0
-            with progress, stop.on_sigint():
+            with progress, stop.on_signals():
                 task = progress.add_task("generating", total=len(todo), rate=0.0)
                 for record in generate_records(todo, pipeline, templates, model, engine, writer, cache, stop):
                     done[record.id] = record
@@ -209,13 +235,15 @@ def generate_all(
                     progress.update(task, advance=1, rate=made / (time.perf_counter() - start))
             stats.generated += made
             stats.seconds += time.perf_counter() - start
-    except OSError as exc:
+    except (OSError, sqlite3.OperationalError) as exc:  # disk full, quota, I/O error
+        with suppress(OSError):
+            writer.close()  # what still fits is kept; the rest is regenerated on resume
         raise RunDirError(
-            f"{run.path}: cannot write ({exc.strerror or exc}); {len(done)} finished records are saved, "
-            f"fix the cause and continue with `textsynth resume {run.path}`"
+            f"{run.path}: cannot write ({getattr(exc, 'strerror', None) or exc}); {len(done)} finished "
+            f"records are saved, fix the cause and continue with `textsynth resume {run.path}`"
         ) from None
     finally:
         writer.close()
-    if stop():
-        raise Interrupted(str(run.path), len(done), len(items) - len(done))
+    if stop.signum is not None:
+        raise Interrupted(str(run.path), len(done), len(items) - len(done), stop.signum)
     return done

@@ -35,25 +35,57 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+@contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Attach `path` to an OSError from a write: a full disk's error names no file otherwise."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write a file so that readers see the old or the new content, never a torn one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with naming(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)  # only left when the write failed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling folder that replaces `target` only if the block succeeds."""
+    """Yield a temporary sibling folder that replaces `target` only if the block succeeds.
+
+    Temporary names carry the writer's pid: leftovers of a killed export are removed, those of a
+    process that still runs are not.
+    """
     for stale in target.parent.glob(f".{target.name}.*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a killed export
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        pid = stale.name.removeprefix(f".{target.name}.").split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    prefix = f".{target.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
     try:
-        yield tmp
-        old = target.with_name(f".{target.name}.old")
+        with naming(target):
+            yield tmp
+        old = target.with_name(f"{prefix}old")
         if target.exists():
             shutil.rmtree(old, ignore_errors=True)
             target.rename(old)
@@ -99,10 +131,9 @@ class RunDir:
                     f"{self.path}: another textsynth build (pid {holder}) is writing here; "
                     "wait for it to finish or choose another --out"
                 ) from None
-            fh.seek(0)
-            fh.truncate()
-            fh.write(str(os.getpid()))
-            fh.flush()
+            with naming(self.path / ".lock"):  # unbuffered, so close() has nothing left to fail on
+                os.ftruncate(fh.fileno(), 0)
+                os.pwrite(fh.fileno(), str(os.getpid()).encode(), 0)
             yield
         finally:
             fh.close()
@@ -212,15 +243,22 @@ class ShardWriter:
     def append(self, record: Record) -> None:
         if self._fh is None:
             self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(record.to_json() + "\n")
+        with naming(self.path):
+            self._fh.write(record.to_json() + "\n")
 
     def flush(self) -> None:
         if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            with naming(self.path):
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
 
     def close(self) -> None:
-        if self._fh is not None:
-            self.flush()
-            self._fh.close()
-            self._fh = None
+        """Flush and close; closed even when the flush fails (a full disk), so a retry is a no-op."""
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                with naming(self.path):
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            finally:
+                fh.close()

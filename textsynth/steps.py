@@ -28,7 +28,7 @@ from textsynth.backends import Backend, Completion, Request, make_backend
 from textsynth.cache import CompletionCache
 from textsynth.config import GenerationParams, ModelConfig, Pipeline, Step
 from textsynth.errors import Interrupted, TemplateError
-from textsynth.generate import GenerationStats, StopFlag, request_fingerprint
+from textsynth.generate import GenerationStats, StopFlag, answers, request_fingerprint
 from textsynth.models import ModelIdentity, identify
 from textsynth.parse import clean, parse_json
 from textsynth.records import Record
@@ -100,7 +100,7 @@ class StepRunner:
         """Records by id and the prompt of each record's text step (for the echo filter)."""
         self.run_path = str(run.path)
         examples = [Example(p) for p in planned]
-        with self.progress, self.stop.on_sigint():
+        with self.progress, self.stop.on_signals():
             for step in self.pipeline.steps:
                 live = [e for e in examples if e.reason is None]
                 if step.judge is not None:
@@ -191,7 +191,7 @@ class StepRunner:
         engine, _ = self.engine(step)
         engine.check(todo, params)
         start, pending = time.perf_counter(), []
-        for completion in engine.generate(todo, params):
+        for completion in answers(engine, todo, params):
             done[completion.id] = completion
             pending.append((fps[completion.id], completion))
             self.stats.generated += 1
@@ -203,8 +203,8 @@ class StepRunner:
                     break
         self.cache.put_many(pending)
         self.stats.seconds += time.perf_counter() - start
-        if self.stop():
-            raise Interrupted(self.run_path, len(done), len(messages) - len(done))
+        if self.stop.signum is not None:
+            raise Interrupted(self.run_path, len(done), len(messages) - len(done), self.stop.signum)
         return done
 
     def judge(self, step: Step, examples: list[Example]) -> None:
