@@ -1,0 +1,80 @@
+"""Thread sizing and the registry of running builds, with real second processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+from textsynth.threads import Peer, claim_threads, cores, free_cores, peers
+
+REGISTER = (
+    "import os, sys, time; from pathlib import Path; from textsynth.threads import register; "
+    "register(Path(sys.argv[1]), 2); print('registered', flush=True); "
+    "os._exit(0) if sys.argv[2] == 'crash' else time.sleep(120)"
+)
+
+
+def _other_build(registry: Path, mode: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REGISTER, str(registry), mode], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "registered"
+    return proc
+
+
+@pytest.fixture
+def restore_threads() -> Iterator[None]:
+    """claim_threads changes process-wide pools; give the rest of the session its threads back."""
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):
+        yield
+    torch.set_num_threads(before)
+
+
+def test_a_second_build_is_detected_with_one_warning(tmp_path, caplog, restore_threads):
+    other = _other_build(tmp_path, "run")
+    try:
+        assert peers(tmp_path) == [Peer(other.pid, 2)]
+        torch.set_num_threads(cores())
+        with caplog.at_level(logging.WARNING, logger="textsynth"):
+            threads = claim_threads.__wrapped__(tmp_path)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1
+        assert str(other.pid) in warnings[0] and "both will be slow" in warnings[0]
+        assert threads == torch.get_num_threads() <= max(1, cores() - 2)
+        assert json.loads((tmp_path / f"{os.getpid()}.json").read_text())["threads"] == threads
+    finally:
+        other.kill()
+        other.wait()
+    assert peers(tmp_path) == []
+    assert not (tmp_path / f"{other.pid}.json").exists()
+
+
+def test_stale_and_reused_pids_are_ignored(tmp_path, caplog, restore_threads):
+    crashed = _other_build(tmp_path, "crash")
+    crashed.wait()
+    assert (tmp_path / f"{crashed.pid}.json").exists()  # it never unregistered
+    parent = os.getppid()  # alive, but not the process that registered under its PID
+    (tmp_path / f"{parent}.json").write_text(json.dumps({"pid": parent, "start": "1", "threads": 2}))
+    (tmp_path / "junk.json").write_text("not json")
+    assert peers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.json"]
+    with caplog.at_level(logging.WARNING, logger="textsynth"):
+        claim_threads.__wrapped__(tmp_path)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_threads_fit_the_free_cores(tmp_path, restore_threads):
+    assert free_cores([Peer(1, 10_000)]) == 1
+    assert 1 <= free_cores([]) <= cores()
+    torch.set_num_threads(1)  # sized by someone else (a Ray actor): never raised
+    assert claim_threads.__wrapped__(tmp_path) == torch.get_num_threads() == 1
