@@ -7,6 +7,7 @@ import pytest
 from textsynth.config import FilterConfig
 from textsynth.quality.filters import (
     EchoFilter,
+    FormFilter,
     LanguageFilter,
     LengthFilter,
     PiiFilter,
@@ -16,6 +17,8 @@ from textsynth.quality.filters import (
     find_pii,
 )
 from textsynth.records import Record
+
+from .conftest import REAL_DATA
 
 GOOD = "The blender crushes ice in seconds and cleans up easily. Worth every penny."
 
@@ -30,7 +33,22 @@ def rec(text: str, rid: str = "r1") -> Record:
         (LengthFilter(3, 20), "Great.", "too_short"),
         (LengthFilter(3, 5), GOOD, "too_long"),
         (RefusalFilter(), "As an AI language model, I cannot write reviews.", "refusal"),
-        (RefusalFilter(), "Sure! Here is a review of the blender.", "refusal"),
+        (RefusalFilter(), "I'm sorry, but I can't write a review that promotes a product.", "refusal"),
+        (RefusalFilter(), "Unfortunately, I cannot fulfill this request.", "refusal"),
+        (FormFilter(), "Sure! Here is a review of the blender.", "assistant_chatter"),
+        (FormFilter(), "Here's a positive review of the blender: it works.", "assistant_chatter"),
+        (FormFilter(), "Dear Marcus, the blender you sold me is great.", "letter"),
+        (FormFilter(), "Hi there. I love my new phone and use it every day.", "letter"),
+        (FormFilter(), "Great chair.\n\nBest regards,\nAnna", "letter"),
+        (FormFilter(), "The reviewer is pleased with the wireless headphones.", "meta_description"),
+        (FormFilter(), "The review is written in a mixed tone about the laptop.", "meta_description"),
+        (FormFilter(), "This is a positive review, written from a customer perspective.", "meta_description"),
+        (FormFilter(), "I just tried [Product Name] and it is great.", "placeholder"),
+        (
+            EchoFilter({"r1": "Write one new sentence. Do not copy the examples. Output only the sentence."}),
+            "The soup was cold. Do not copy the examples.",
+            "prompt_echo",
+        ),
         (
             EchoFilter({"r1": "Write one positive customer review of a blender written by a busy parent"}),
             "Write one positive customer review of a blender written by a busy parent please.",
@@ -61,6 +79,35 @@ def test_default_filters_keep_a_normal_review():
     for stage in build_filters(FilterConfig(), {"r1": "Write one positive review of a blender."}):
         stage.run([record])
     assert record.status == "kept" and record.reasons == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry I bought this blender, it broke in a week.",
+        "I can't recommend this place to anyone.",
+        "I can't help but love the fries here.",
+        "Sorry, the service was terribly slow and the food was cold.",
+        "The customer service was great and the staff friendly.",
+        "Here is the best burger in town.",
+    ],
+)
+def test_reviews_that_sound_like_refusals_or_chatter_are_kept(text):
+    record = rec(text)
+    for stage in build_filters(FilterConfig(), {"r1": "Write one negative review of a blender."}):
+        stage.run([record])
+    assert record.status == "kept", record.reasons
+
+
+def test_default_filters_reject_at_most_one_percent_of_real_sentences():
+    """The filters are for model artefacts: on 1,000 real Yelp sentences they reject ≤ 1 %."""
+    texts = [line.rpartition("\t")[0] for line in REAL_DATA.read_text(encoding="utf-8").splitlines()]
+    records = [rec(t, str(i)) for i, t in enumerate(texts)]
+    for stage in build_filters(FilterConfig(), {}):
+        stage.run(records)
+    rejected = [(r.reasons, r.text) for r in records if r.status == "rejected"]
+    assert len(texts) == 1000
+    assert len(rejected) <= 10, rejected
 
 
 def test_pii_redact_keeps_the_record():

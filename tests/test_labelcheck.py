@@ -2,7 +2,9 @@
 
 30 of the records the build kept (so their labels were confirmed) get their label swapped
 (positive ↔ negative, neutral → positive); the check (zero-shot log-likelihoods from the
-embedded model + cross-validated classifier on MiniLM embeddings) runs on all of them again.
+embedded model, similarity to the label descriptions and a cross-validated classifier on MiniLM
+embeddings, combined by confident learning) runs on all of them again. Real sentences with
+flipped labels are in benchmarks/dev_protocol.py (a model-free version below).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from textsynth.embed import TextEmbedder
 from textsynth.quality.labelcheck import LabelCheck, label_issues
 from textsynth.records import Record
 
-from .conftest import SENTIMENT
+from .conftest import REAL_DATA, ROOT, SENTIMENT
+
+RESTAURANT = ROOT / "pipelines" / "restaurant_reviews.yaml"
 
 SWAP = {"positive": "negative", "negative": "positive", "neutral": "positive"}
 
@@ -46,10 +50,10 @@ def test_planted_mislabels_are_caught(built150):
         pipeline, pipeline.quality.label_check, TransformersBackend(pipeline.model), TextEmbedder()
     )
     stage.run(records)
-    assert stage.signals == ["zero_shot", "classifier"]
+    assert stage.signals == ["zero_shot", "description", "classifier"]
     truth = np.array([r.id in planted for r in records])
     suspicion = np.array([1 - r.scores["label_confidence"] for r in records])
-    flagged = np.array([r.status == "rejected" for r in records])
+    flagged = np.array([r.status == "rejected" or "relabelled_from" in r.fields for r in records])
     auc = roc_auc_score(truth, suspicion)
     recall = (flagged & truth).sum() / truth.sum()
     precision = (flagged & truth).sum() / max(flagged.sum(), 1)
@@ -70,9 +74,44 @@ def test_planted_mislabels_are_caught(built150):
 
 
 def test_confident_learning_flags_off_diagonal_only():
-    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.95, 0.05]])
-    labels = np.array([0, 0, 1, 1, 1])  # the last one is labeled 1 but looks like 0
-    assert label_issues(proba, labels).tolist() == [False, False, False, False, True]
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 50 + [1] * 50)
+    proba = np.clip(np.where(labels[:, None] == [0, 1], 0.85, 0.15) + rng.normal(0, 0.05, (100, 2)), 0.01, 1)
+    proba[3], proba[60] = [0.05, 0.95], [0.95, 0.05]  # two rows that clearly look like the other label
+    proba /= proba.sum(axis=1, keepdims=True)
+    assert np.flatnonzero(label_issues(proba, labels)).tolist() == [3, 60]
+
+
+def test_flagged_texts_are_relabelled_when_another_label_clearly_fits():
+    """Real Yelp sentences with a few flipped labels: a flip the check is sure of gets the right
+    label back (the original kept in fields); nothing it keeps unflagged changes."""
+    rows = [line.rpartition("\t") for line in REAL_DATA.read_text(encoding="utf-8").splitlines()[:400]]
+    truth = ["positive" if lab == "1" else "negative" for _, _, lab in rows]
+    flipped = set(range(0, 400, 20))
+    records = [
+        Record(
+            id=str(i),
+            label=({"positive": "negative", "negative": "positive"}[t] if i in flipped else t),
+            attributes={},
+            text=text,
+        )
+        for i, ((text, _, _), t) in enumerate(zip(rows, truth))
+    ]
+    pipeline = load_pipeline(RESTAURANT)
+    LabelCheck(
+        pipeline, pipeline.quality.label_check, TransformersBackend(pipeline.model), TextEmbedder(), 3
+    ).run(records)
+    relabelled = [int(r.id) for r in records if "relabelled_from" in r.fields]
+    assert relabelled, "confident flips are relabelled"
+    for i in relabelled:
+        assert records[i].fields["relabelled_from"] != records[i].label
+    assert sum(records[i].label == truth[i] for i in relabelled) >= 0.8 * len(relabelled)
+    assert sum(i in flipped for i in relabelled) >= 0.8 * len(relabelled)
+    given = [
+        truth[i] if i not in flipped else {"positive": "negative", "negative": "positive"}[truth[i]]
+        for i in range(400)
+    ]
+    assert all(r.label == given[int(r.id)] for r in records if "relabelled_from" not in r.fields)
 
 
 def test_build_funnel_has_rejections_in_stages_that_reject(built150):

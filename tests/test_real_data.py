@@ -49,7 +49,7 @@ def test_copies_of_seed_texts_are_rejected_too_close_to_real(tmp_path):
         "Repeat that sentence exactly, word for word. Output only the sentence."
     )
     path = project / "pipelines" / "restaurant_reviews.yaml"
-    
+
     result = run_build(path, n=8, out=tmp_path / "run", quiet=True)
     records = [Record.from_json(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
     close = [r for r in records if "too_close_to_real" in r.reasons]
@@ -110,6 +110,23 @@ def test_compare_reports_tstr_trtr_distance_and_coverage(compared):
     assert "TSTR" in output and "Fréchet" in output
     CliRunner().invoke(app, ["report", str(run)])
     assert "Comparison with real data" in (run / "report.html").read_text()
+
+
+def test_compare_reports_accuracy_after_each_funnel_step(compared):
+    """Per-step evidence: the same classifiers trained on the survivors of each step."""
+    run, output = compared
+    steps = json.loads((run / "compare.json").read_text())["steps"]
+    funnel = json.loads((run / "funnel.json").read_text())
+    assert [s["step"] for s in steps] == ["generated", *funnel["steps"][3:]]
+    rows = [s["rows"] for s in steps]
+    assert rows == sorted(rows, reverse=True) and rows[0] > rows[-1], "later steps train on fewer rows"
+    first, last = steps[0]["minilm_logreg"], steps[-1]["minilm_logreg"]
+    assert "delta" not in first and first["low"] <= first["accuracy"] <= first["high"]
+    assert last["delta_low"] <= last["delta"] <= last["delta_high"]
+    assert last["delta"] == round(last["accuracy"] - first["accuracy"], 4)
+    assert "after step" in output
+    report = (run / "report.html").read_text()
+    assert "records kept after each step" in report and "label_confirmed" in report
 
 
 def test_compare_needs_shared_labels(built, tmp_path):

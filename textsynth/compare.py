@@ -5,7 +5,8 @@ tested on real data, beside the same classifiers trained on real data (TRTR; a g
 file, or a seeded stratified half of the real file, tested on the other half); (b) Fréchet
 distance between the synthetic and real embedding distributions, overall and per label; (c) label
 and length distributions side by side; (d) coverage: the share of real texts whose nearest
-synthetic text is within a cosine threshold.
+synthetic text is within a cosine threshold; (e) per-step evidence: the same classifiers trained
+on the records kept after each funnel step (evidence.py), tested on the same real texts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 from textsynth.embed import embed
 from textsynth.errors import ConfigError
+from textsynth.evidence import step_accuracy, step_table, survivors
 from textsynth.quality.filters import words
 from textsynth.readers import RealData
 from textsynth.run import RunDir, write_atomic
@@ -101,11 +103,13 @@ def compare_run(
         return [t for t, _ in pairs], [lab for _, lab in pairs]
 
     synth = keep(*synth)
+    funnel = json.loads((run.path / "funnel.json").read_text()) if (run.path / "funnel.json").exists() else {}
+    stages = [(step, keep(*split)) for step, split in survivors(run.read_records(), funnel)]
     if real_train is not None and real_train.labels is not None:
         r_train, r_test = keep(real_train.texts, real_train.labels), keep(real.texts, real.labels)
     else:
         r_train, r_test = halves(*keep(real.texts, real.labels), seed)
-    every = list(dict.fromkeys(synth[0] + r_train[0] + r_test[0]))
+    every = list(dict.fromkeys(synth[0] + r_train[0] + r_test[0] + [t for _, s in stages for t in s[0]]))
     vectors = dict(zip(every, embed(every)))
     s_vec = np.stack([vectors[t] for t in synth[0]])
     real_all = r_train[0] + r_test[0]
@@ -151,6 +155,7 @@ def compare_run(
             "cosine": coverage_cosine,
             "share": round(float((nearest >= coverage_cosine).mean()), 4),
         },
+        "steps": step_accuracy(stages, r_test, vectors, seed),
     }
     write_atomic(run.path / "compare.json", json.dumps(result, indent=2) + "\n")
     return result
@@ -194,6 +199,7 @@ def compare_tables(result: dict[str, Any]) -> list[tuple[str, list[str], list[li
             ["label", "synthetic", "real", "synthetic words", "real words", "Fréchet"],
             dist,
         ),
+        *([step_table(result["steps"], sizes["real_test"])] if result.get("steps") else []),
     ]
 
 

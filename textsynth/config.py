@@ -217,14 +217,31 @@ class GenerationParams(ConfigBase):
     temperature: float = Field(0.8, ge=0, le=10, description="0 = greedy decoding.")
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling mass.")
     top_k: int = Field(50, ge=0, description="Candidates considered per step; 0 = whole vocab.")
+    guidance_scale: float = Field(
+        1.0,
+        ge=1,
+        le=10,
+        description="Classifier-free guidance toward the label: each request also decodes a row whose "
+        "prompt names another label, and next-token log-probs = other + scale·(own − other). 1 = off.",
+    )
+
+    def fingerprint_params(self) -> dict[str, object]:
+        """The parameters in request fingerprints; guidance only when on, so caches from before
+        the option existed stay valid."""
+        return self.model_dump(exclude={"guidance_scale"} if self.guidance_scale == 1 else set())
 
 
 class FilterConfig(ConfigBase):
     """Cheap per-record filters; each can be switched off."""
 
-    min_words: int = Field(3, ge=0, description="Reject texts shorter than this many words.")
+    min_words: int = Field(2, ge=0, description="Reject texts shorter than this many words.")
     max_words: int = Field(250, ge=1, description="Reject texts longer than this many words.")
-    refusal: bool = Field(True, description="Reject refusals and assistant-speak ('As an AI').")
+    refusal: bool = Field(
+        True, description="Reject replies that decline the task ('As an AI', 'I can't write that')."
+    )
+    form: bool = Field(
+        True, description="Reject assistant chatter, letters, descriptions of the text, placeholders."
+    )
     echo: bool = Field(True, description="Reject texts that repeat the prompt or template markup.")
     language: str | None = Field("en", description="ISO 639-1 code texts must be in; null = any.")
     max_repeated_ngrams: float = Field(
@@ -236,17 +253,34 @@ class FilterConfig(ConfigBase):
 
 
 class LabelCheckConfig(ConfigBase):
-    """Confirm that each text carries its label."""
+    """Confirm that each text carries its label; relabel or reject only when confident."""
 
     enabled: bool = Field(True, description="Run the label check.")
     zero_shot: bool = Field(True, description="Score label names with the generating model.")
     classifier: bool = Field(True, description="Cross-validated classifier on embeddings.")
     folds: int = Field(5, ge=2, le=20, description="Cross-validation folds for the classifier.")
     zero_shot_weight: float = Field(
-        0.5, ge=0, description="Weight of the zero-shot signal against the classifier's 1.0."
+        0.5, ge=0, description="Weight of the zero-shot signal in the combined confidence."
     )
+    description_weight: float = Field(
+        1.0, ge=0, description="Weight of the embedding similarity to the label descriptions."
+    )
+    description_temperature: float = Field(
+        0.05, gt=0, le=10, description="Softmax temperature of the description similarities."
+    )
+    classifier_weight: float = Field(1.0, ge=0, description="Weight of the out-of-fold classifier.")
     min_confidence: float = Field(
-        0.15, ge=0, le=1, description="Reject `label_mismatch` when the combined confidence is below."
+        0.0,
+        ge=0,
+        le=1,
+        description="Also reject `label_mismatch` any record whose label's combined confidence is "
+        "below this, flagged or not (0 = only what confident learning flags).",
+    )
+    relabel: bool = Field(
+        True, description="Give a flagged record the label that clearly fits it (original kept in fields)."
+    )
+    relabel_confidence: float = Field(
+        0.8, gt=0, le=1, description="Combined confidence another label needs for a relabel."
     )
 
 
@@ -350,6 +384,14 @@ class Pipeline(ConfigBase):
             raise ValueError("templates: give `templates` (one prompt) or `steps`")
         if self.steps and self.templates is not None:
             raise ValueError("templates: with `steps`, each step names its own templates; remove this one")
+        guided = self.generation.guidance_scale != 1 or any(
+            s.generation is not None and s.generation.guidance_scale != 1 for s in self.steps
+        )
+        if guided and (self.steps or not self.labels):
+            raise ValueError(
+                "generation.guidance_scale: guidance contrasts labels, so it needs labels and one "
+                "`templates:` pair; set it to 1 here"
+            )
         taken = set(BASE_VARIABLES)
         for step in self.steps:
             clash = taken & set(step.outputs)

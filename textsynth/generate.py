@@ -34,15 +34,21 @@ from textsynth.templates import PromptTemplates
 
 
 def request_fingerprint(
-    model: ModelIdentity, messages: list[dict[str, str]], params: GenerationParams, seed: int
+    model: ModelIdentity,
+    messages: list[dict[str, str]],
+    params: GenerationParams,
+    seed: int,
+    negative: list[dict[str, str]] | None = None,
 ) -> str:
     """Everything that decides a completion; batch size, device and threads are not part of it."""
-    body = {
+    body: dict[str, Any] = {
         "model": [model.model_id, model.revision, model.dtype],
         "messages": messages,
-        "params": params.model_dump(),
+        "params": params.fingerprint_params(),
         "seed": seed,
     }
+    if params.guidance_scale != 1:
+        body["negative"] = negative
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -53,6 +59,7 @@ class WorkItem:
     example: PlannedExample
     messages: list[dict[str, str]]
     fingerprint: str
+    negative: list[dict[str, str]] | None = None  # the guidance prompt, when guidance is on
 
 
 def make_record(
@@ -102,7 +109,7 @@ def generate_records(
 ) -> Iterator[Record]:
     """Generate records for `items`, persisting each batch before yielding it."""
     by_id = {item.example.id: item for item in items}
-    requests = [Request(i.example.id, i.messages, i.example.seed) for i in items]
+    requests = [Request(i.example.id, i.messages, i.example.seed, i.negative) for i in items]
     pending: list[tuple[str, Completion]] = []
     batch: list[Record] = []
     for completion in answers(backend, requests, pipeline.generation):
@@ -221,7 +228,7 @@ def generate_all(
             with progress.console.status("loading the model"):
                 engine = backend()
             engine.check(
-                [Request(i.example.id, i.messages, i.example.seed) for i in todo],
+                [Request(i.example.id, i.messages, i.example.seed, i.negative) for i in todo],
                 pipeline.generation,
             )
             faults.point("generation_start")

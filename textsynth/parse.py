@@ -1,7 +1,8 @@
 """Raw completion → clean example text, or a rejection reason.
 
-Small chat models wrap their answer in preambles ("Here is a review:"), quotes and labels
-("Review:"), and a length limit cuts the last sentence; the label itself never comes from the
+Small chat models wrap their answer in preambles ("Here is a review:"), quotes, labels
+("Review:") and letter framing ("Hi Sarah,", "Best regards, Anna"), and a length limit cuts the
+last sentence; the label itself never comes from the
 output, it comes from the plan, so it is valid by construction.
 """
 
@@ -21,6 +22,18 @@ _PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|certainly|of course|okay|ok)[!,.]?\s*)?"
     r"(?:here(?:'s| is| are)\b[^\n:]{0,80}:|[^\n:]{0,40}\b(?:review|text|article|example|answer|"
     r"response|headline|story|post|message)\b[^\n:]{0,20}:)\s*",
+    re.IGNORECASE,
+)
+# Letter framing around a usable text: a salutation line and a sign-off with a name. Removing it
+# keeps the review (the form filter rejects letters that remain letters after this).
+_SALUTATION = re.compile(
+    r"^\s*(?:(?:dear|hi|hello|hey|greetings)\b[^\n.!?]{0,40}[,!.:]?\s*\n+|"
+    r"(?:hi|hello|hey)(?: there)?[,!.]\s+)",
+    re.IGNORECASE,
+)
+_SIGN_OFF = re.compile(
+    r"\n+\s*(?:best(?: regards| wishes)?|kind regards|warm regards|regards|sincerely|cheers|thanks|"
+    r"thank you)[,!.]?\s*(?:\n+[^\n]{0,40})?\s*$",
     re.IGNORECASE,
 )
 _LEAD_LABEL = re.compile(r"^\s*(?:\*\*)?[A-Z][\w ]{0,30}(?:\*\*)?:\s+(?=\S)")
@@ -50,6 +63,9 @@ def clean(raw: str, truncated: bool) -> tuple[str, str | None]:
     text = raw.strip()
     text = _PREAMBLE.sub("", text, count=1)
     text = _LEAD_LABEL.sub("", text, count=1)
+    unframed = _SIGN_OFF.sub("", _SALUTATION.sub("", text, count=1), count=1)
+    if unframed != text and unframed:
+        text = unframed[0].upper() + unframed[1:]
     text = _strip_quotes(text)
     if truncated:
         cut = _drop_cut_fragment(text)

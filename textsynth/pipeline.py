@@ -190,25 +190,29 @@ class Drift:
         return bool(self.changed or self.new or self.dropped)
 
 
-def _drift(previous: dict[str, str], items: list[WorkItem]) -> Drift:
+def _drift(previous_plan: set[str], previous: dict[str, str], items: list[WorkItem]) -> Drift:
+    """What really changed: requests whose fingerprint differs from their stored record, and ids
+    added to or removed from the plan. A planned request that is not generated yet (the build was
+    interrupted) is neither."""
     planned = {i.example.id: i.fingerprint for i in items}
     return Drift(
         changed=sum(1 for rid, fp in planned.items() if rid in previous and previous[rid] != fp),
-        new=sum(1 for rid in planned if rid not in previous),
-        dropped=sum(1 for rid in previous if rid not in planned),
+        new=sum(1 for rid in planned if rid not in previous_plan),
+        dropped=sum(1 for rid in previous_plan if rid not in planned),
     )
 
 
 def _items(prep: Prepared, model: ModelIdentity, planned: list[PlannedExample]) -> list[WorkItem]:
     if prep.templates is None:
         return []  # steps render their prompts as they run
+    params = prep.pipeline.generation
     out = []
     for ex in planned:
         messages = prep.messages.get(ex.id) or prep.templates.render(ex)
         prep.messages[ex.id] = messages
-        out.append(
-            WorkItem(ex, messages, request_fingerprint(model, messages, prep.pipeline.generation, ex.seed))
-        )
+        negative = prep.templates.render_negative(ex) if params.guidance_scale != 1 else None
+        fingerprint = request_fingerprint(model, messages, params, ex.seed, negative)
+        out.append(WorkItem(ex, messages, fingerprint, negative))
     return out
 
 
@@ -264,7 +268,10 @@ def run_build(
             run.reset()
         had_manifest = run.read_manifest() is not None
         previous = {r.id: r.generation.get("fingerprint", "") for r in run.read_shards()}
-        drift = _drift(previous, items) if had_manifest and items else Drift()
+        previous_plan = run.read_plan()
+        if previous_plan is None:  # a run directory from before plan.txt
+            previous_plan = set(previous)
+        drift = _drift(previous_plan, previous, items) if had_manifest and items else Drift()
         run.write_manifest(
             {
                 "name": pipeline.name,
@@ -278,6 +285,7 @@ def run_build(
                 "planned": len(prep.planned),
             }
         )
+        run.write_plan(ex.id for ex in prep.planned)
         if drift and not quiet:
             console.print(
                 f"config changed since the last build of {run.path}: {drift.changed} requests changed, "

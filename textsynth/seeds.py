@@ -2,8 +2,9 @@
 
 Templates get `examples`: k real texts of the record's label, sampled with a generator seeded by
 the record's own seed, so the same record always sees the same exemplars and its prompt (and
-cache key) is stable. A column of the real data can become a taxonomy attribute whose values are
-weighted by how often they occur there.
+cache key) is stable; and `target_words`, the length of one more real text, so that asked-for
+lengths follow the real distribution. A column of the real data can become a taxonomy attribute
+whose values are weighted by how often they occur there.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class SeedPool:
         labels = self.data.labels
         rows = [i for i, lab in enumerate(labels or self.texts) if labels is None or lab == label]
         return sorted(random.Random(seed).sample(rows, min(k, len(rows))))
+
+    def target_words(self, seed: int) -> int:
+        """The word count of one seed text drawn with `seed`: asking each record for the length
+        of a random real text makes the lengths follow the real distribution. Any label's text,
+        so a guidance prompt naming another label asks for the same length."""
+        return max(1, len(self.texts[random.Random(seed).randrange(len(self.texts))].split()))
 
 
 def seed_path(config: SeedExamples, pipeline_path: Path | None) -> Path:

@@ -7,6 +7,7 @@ prompt directories. Variables are checked against the taxonomy before any model 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
 def available_variables(pipeline: Pipeline) -> set[str]:
     """Every variable some request can provide to a template (no label variables without labels)."""
     base = set(BASE_VARIABLES) if pipeline.labels else {"task_description"}
-    seeded = {"examples"} if pipeline.seed_examples else set()
+    seeded = {"examples", "target_words"} if pipeline.seed_examples else set()
     return base | seeded | set(attribute_order(pipeline))
 
 
@@ -126,6 +127,7 @@ class PromptTemplates:
         ctx: dict[str, object] = {"task_description": self.pipeline.description, **example.attributes}
         if self.seeds is not None:
             ctx["examples"] = [self.seeds.texts[i] for i in self.exemplars(example)]
+            ctx["target_words"] = self.seeds.target_words(derived_seed(example.seed, "length"))
         label = next((lab for lab in self.pipeline.labels if lab.name == example.label), None)
         if label is not None:
             ctx.update(
@@ -134,6 +136,19 @@ class PromptTemplates:
                 labels=[lab.name for lab in self.pipeline.labels],
             )
         return ctx
+
+    def render_negative(
+        self, example: PlannedExample, extra: dict[str, object] | None = None
+    ) -> list[dict[str, str]] | None:
+        """The guidance prompt: this request rendered for another label (its exemplars included).
+
+        With more than two labels the other one is drawn with the record's own seed.
+        """
+        others = [lab.name for lab in self.pipeline.labels if lab.name != example.label]
+        if not others:
+            return None
+        other = others[derived_seed(example.seed, "guidance") % len(others)]
+        return self.render(dataclasses.replace(example, label=other), extra)
 
     def render(self, example: PlannedExample, extra: dict[str, object] | None = None) -> list[dict[str, str]]:
         """Chat messages for one planned example; `extra` adds earlier steps' outputs."""

@@ -8,15 +8,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from textsynth.config import GenerationParams
+from textsynth.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Request:
-    """One prompt to complete; `seed` alone decides its random choices."""
+    """One prompt to complete; `seed` alone decides its random choices.
+
+    `negative` is the guidance prompt (the same request naming another label), decoded beside it
+    when `guidance_scale` > 1.
+    """
 
     id: str
     messages: list[dict[str, str]]
     seed: int
+    negative: list[dict[str, str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -34,12 +40,18 @@ class Backend(ABC):
     revision: str
     dtype: str
 
+    supports_guidance = False
+
     def check(self, requests: Sequence[Request], params: GenerationParams) -> None:
         """Raise ConfigError if these requests cannot run with these parameters.
 
-        The default accepts everything: a remote server reports its limits per request.
+        The default accepts everything but guidance: a remote server reports its limits per request.
         """
-        return None
+        if params.guidance_scale != 1 and not self.supports_guidance:
+            raise ConfigError(
+                f"generation.guidance_scale: {type(self).__name__} cannot decode guidance rows; "
+                "set it to 1 or use the transformers backend"
+            )
 
     @abstractmethod
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:

@@ -7,6 +7,10 @@ What `model.generate` leaves on the table on a CPU, and what this loop does inst
   token prefix of all prompts is run once and its KV cache is copied to each new row;
 - sampling sorts the whole vocabulary → top-k first, then top-p, then seeded Gumbel-max
   (sampling.py), which also makes each row's sample independent of its batch.
+
+Classifier-free guidance (Sanchez et al., 2023): an item may carry a second prompt (the same
+request naming another label). Its row sits right after its primary, receives the primary's
+tokens, and ends with it; the primary samples from other + γ·(own − other) in log-probs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,11 @@ class Row:
     key: object
     seed: int
     tokens: list[int]
+    guide: bool = False  # a guidance row: follows its primary, never sampled itself
+
+
+Item = tuple[object, int, list[int]]  # (key, seed, prompt ids)
+GuidedItem = tuple[object, int, list[int], list[int] | None]  # … and the guidance prompt's ids
 
 
 @dataclass
@@ -103,9 +112,10 @@ class DecodeLoop:
 
     def _prefill(
         self,
-        items: list[tuple[object, int, list[int]]],
+        items: list[Item],
         prefix: list[tuple[torch.Tensor, torch.Tensor]],
         plen: int,
+        guides: list[bool] | None = None,
     ) -> Active:
         device = self.model.device
         suffixes = [ids[plen:] for _, _, ids in items]
@@ -121,7 +131,8 @@ class DecodeLoop:
             )
         attention = torch.cat([mask.new_ones(len(items), plen), mask], dim=1)
         logits = self._forward(ids, attention, positions, cache)
-        rows = [Row(key, seed, []) for key, seed, _ in items]
+        flags = guides or [False] * len(items)
+        rows = [Row(key, seed, [], guide) for (key, seed, _), guide in zip(items, flags)]
         return Active(rows, cache, attention, positions[:, -1:] + 1, logits)
 
     def _merge(self, a: Active | None, b: Active) -> Active:
@@ -164,15 +175,13 @@ class DecodeLoop:
         )
 
     @torch.inference_mode()
-    def next_logits(
-        self, items: list[tuple[object, int, list[int]]], all_prompts: list[list[int]]
-    ) -> torch.Tensor:
+    def next_logits(self, items: list[Item], all_prompts: list[list[int]]) -> torch.Tensor:
         """Next-token logits after each prompt, sharing the prefix common to `all_prompts`."""
         plen = common_prefix(all_prompts)
         return self._prefill(items, self._prefix_cache(all_prompts[0][:plen]), plen).logits
 
     @torch.inference_mode()
-    def tail_logits(self, items: list[tuple[object, int, list[int]]], keep: int) -> torch.Tensor:
+    def tail_logits(self, items: list[Item], keep: int) -> torch.Tensor:
         """Logits at the last `keep` positions of each (left-padded) sequence: (rows, keep, vocab)."""
         device = self.model.device
         width = max(len(ids) for _, _, ids in items)
@@ -182,39 +191,68 @@ class DecodeLoop:
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
         return out.logits
 
+    @staticmethod
+    def _guided(active: Active, scale: float) -> tuple[list[int], torch.Tensor]:
+        """Indices of the primary rows and the logits they sample from."""
+        primary = [i for i, r in enumerate(active.rows) if not r.guide]
+        partnered = [i for i in primary if i + 1 < len(active.rows) and active.rows[i + 1].guide]
+        if not partnered:
+            return primary, active.logits[primary] if len(primary) < len(active.rows) else active.logits
+        logp = torch.log_softmax(active.logits.float(), dim=-1)
+        own, other = logp[partnered], logp[[i + 1 for i in partnered]]
+        logp[partnered] = other + scale * (own - other)
+        return primary, logp[primary]
+
     @torch.inference_mode()
     def run(
-        self, items: list[tuple[object, int, list[int]]], params: GenerationParams
+        self, items: list[GuidedItem], params: GenerationParams
     ) -> Iterator[tuple[object, list[int], bool]]:
-        """Yield (key, tokens, stopped_on_eos) per item as rows end. items: (key, seed, prompt ids)."""
-        plen = common_prefix([ids for _, _, ids in items])
-        prefix = self._prefix_cache(items[0][2][:plen]) if items else []
-        queue = deque(items)
+        """Yield (key, tokens, stopped_on_eos) per item as rows end.
+
+        items: (key, seed, prompt ids, guidance prompt ids or None); guidance rows are decoded only
+        when `params.guidance_scale` > 1 and count toward the batch size.
+        """
+        guided = params.guidance_scale != 1
+        units = [
+            [((key, seed, ids), False)] + ([((key, seed, neg), True)] if guided and neg else [])
+            for key, seed, ids, neg in items
+        ]
+        plen = common_prefix([ids for unit in units for (_, _, ids), _ in unit])
+        prefix = self._prefix_cache(units[0][0][0][2][:plen]) if units else []
+        queue = deque(units)
         active: Active | None = None
         while queue or active is not None:
             free = self.batch_size - (len(active.rows) if active else 0)
             if queue and (active is None or free >= min(self.refill_at, len(queue))):
-                take = [queue.popleft() for _ in range(min(free, len(queue)))]
-                active = self._merge(active, self._prefill(take, prefix, plen))
+                take = []
+                while queue and (not take or len(take) + len(queue[0]) <= free):
+                    take += queue.popleft()
+                fresh = self._prefill([row for row, _ in take], prefix, plen, [g for _, g in take])
+                active = self._merge(active, fresh)
             if active is None:
                 break
-            seeds = np.array([r.seed for r in active.rows], dtype=np.uint64)
-            steps = np.array([len(r.tokens) for r in active.rows], dtype=np.uint64)
-            token = sample_next(active.logits, seeds, steps, params)
-            token_list = token.tolist()
+            primary, logits = self._guided(active, params.guidance_scale)
+            rows = [active.rows[i] for i in primary]
+            seeds = np.array([r.seed for r in rows], dtype=np.uint64)
+            steps = np.array([len(r.tokens) for r in rows], dtype=np.uint64)
+            chosen = sample_next(logits, seeds, steps, params).tolist()
             keep: list[int] = []
-            for i, (row, t) in enumerate(zip(active.rows, token_list)):
+            token_list: list[int] = []
+            for i, t in zip(primary, chosen):
+                row = active.rows[i]
                 row.tokens.append(t)
+                partner = i + 1 < len(active.rows) and active.rows[i + 1].guide
                 if t in self.eos_set or len(row.tokens) >= params.max_new_tokens:
                     yield row.key, row.tokens, t in self.eos_set
-                else:
-                    keep.append(i)
+                    continue
+                keep += [i, i + 1] if partner else [i]
+                token_list += [t, t] if partner else [t]
             if not keep:
                 active = None
                 continue
             if len(keep) < len(active.rows):
                 active = self._keep(active, keep)
-                token = token[torch.tensor(keep, device=token.device)]
+            token = torch.tensor(token_list, device=active.logits.device)
             active.attention = torch.cat([active.attention, active.attention.new_ones(len(keep), 1)], dim=1)
             active.logits = self._forward(token[:, None], active.attention, active.next_pos, active.cache)
             active.next_pos = active.next_pos + 1

@@ -16,6 +16,8 @@ from textsynth.models import LoadedModel, load_model
 
 
 class TransformersBackend(Backend):
+    supports_guidance = True
+
     def __init__(self, config: ModelConfig, loaded: LoadedModel | None = None) -> None:
         self.loaded = loaded or load_model(config)
         self.batch_size = config.batch_size
@@ -41,6 +43,7 @@ class TransformersBackend(Backend):
         return tok(text, add_special_tokens=False)["input_ids"]
 
     def check(self, requests: Sequence[Request], params: GenerationParams) -> None:
+        super().check(requests, params)
         longest = max((len(self.encode(r.messages)) for r in requests), default=0)
         if longest + params.max_new_tokens > self.context_length:
             raise ConfigError(
@@ -87,7 +90,10 @@ class TransformersBackend(Backend):
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
         loop = self._loop()
-        items = [(r, r.seed, ids) for r, ids in encoded]
+        guided = params.guidance_scale != 1
+        items = [
+            (r, r.seed, ids, self.encode(r.negative) if guided and r.negative else None) for r, ids in encoded
+        ]
         for request, tokens, stopped in loop.run(items, params):
             body = tokens[:-1] if stopped else tokens
             text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)

@@ -58,7 +58,9 @@ def run_quality(
     if judges:
         groups.append(("judged", [JudgeFilter(j.min_score or 0.0, list(j.criteria)) for j in judges]))
     if q.label_check.enabled and pipeline.labels:
-        groups.append(("label_confirmed", [LabelCheck(pipeline, q.label_check, backend(), embedder)]))
+        groups.append(
+            ("label_confirmed", [LabelCheck(pipeline, q.label_check, backend(), embedder, pipeline.seed)])
+        )
     groups.append(("unique", [Dedup(q.dedup, embedder)]))
     if seeds:
         groups.append(("not_memorized", [Privacy(q.privacy, seeds, embedder)]))

@@ -1,4 +1,8 @@
-"""Cheap per-record filters: length, refusals, prompt echo, language, degeneration, PII."""
+"""Cheap per-record filters: length, refusals, form, prompt echo, language, degeneration, PII.
+
+Each is checked against real text too: on the 1,000 Yelp sentences in data/yelp the default
+filters reject under 1 % (tests/test_filters.py), so they remove model artefacts, not reviews.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,49 @@ from textsynth.records import Record
 
 _WORD = re.compile(r"\w+(?:'\w+)?")
 
-REFUSAL = re.compile(
-    r"\b(?:as an ai\b|as a language model|i(?:'m| am) (?:an ai|sorry|unable|not able)|i can(?:'|no)t\b|"
-    r"i cannot\b|i won't be able|i'm not comfortable|sure[!,.] here|here(?:'s| is) (?:a|an|the|your|one)\b|"
-    r"certainly[!,.] |i hope this helps|let me know if)",
+_CANNOT = r"(?:can(?:'|no)?t|cannot|won'?t|am unable to|'m unable to|am not able to|'m not able to)"
+_TASK = (
+    r"(?:help(?!\s+but)|assist|write|create|provide|generate|produce|fulfil+|comply|complete|do that|"
+    r"continue)"
+)
+# A reply that declines the task, not any sentence with "sorry" or "can't" ("I'm sorry I bought it",
+# "I can't recommend it" are reviews): AI self-reference, or a decline of the task itself.
+DECLINE = re.compile(
+    rf"\bas an ai\b|\bas a (?:large )?language model\b|\bi(?:'m| am) (?:just )?an ai\b|"
+    rf"^\W*(?:(?:i'?m |i am )?sorry|i apologi[sz]e|unfortunately)?[,.!]?\s*(?:but\s+)?"
+    rf"i {_CANNOT}\s+{_TASK}\b|"
+    rf"\bi {_CANNOT}\s+(?:fulfil+|comply with|complete|assist with|help with)\s+"
+    r"(?:this|that|your)\s+request\b|"
+    r"\bi must decline\b",
     re.IGNORECASE,
 )
+# Texts of another form than the one asked for, each with its own reason.
+FORMS: dict[str, re.Pattern[str]] = {
+    "assistant_chatter": re.compile(
+        r"^\W*(?:sure|certainly|of course|absolutely)[!,.]|"
+        r"^\W*here(?:'s| is| are)\s+(?:a|an|the|your|one|some|my)\s+(?:\w+\s+){0,3}"
+        r"(?:review|sentence|text|example|response|version|description)\b|"
+        r"\bi hope (?:this|that) helps\b|\blet me know if\b|\bfeel free to (?:ask|let me know)\b",
+        re.IGNORECASE,
+    ),
+    "letter": re.compile(
+        r"^\W*(?:dear|hi|hello|hey|greetings|to whom it may concern)\b[^.!?\n]{0,40}[,:!.\n-]|^\W*re:|"
+        r"^\W*[A-Z][a-z]+,\s*\n|"
+        r"\b(?:best|kind|warm)\s+regards\b|\bsincerely,|\byours (?:truly|sincerely)\b|"
+        r"\bthank you for your (?:time|attention|consideration|feedback|business)\b",
+        re.IGNORECASE,
+    ),
+    "meta_description": re.compile(
+        r"^\W*(?:in )?(?:the|this) (?:review(?:er)?|text|sentence|response|writer|author|user)\b(?! of)|"
+        r"^\W*the (?:customer|diner|buyer|reader) (?:is|was|says|feels|writes|mentions|expresses|describes|"
+        r"praises|complains|thinks|seems|would)\b|\bthe reviewer\b|"
+        r"\b(?:the|this) (?:review|text|sentence) (?:is|was) (?:written|positive|negative|neutral|mixed)\b|"
+        r"\bwritten in an? (?:\w+ ){0,2}tone\b|\b(?:positive|negative|neutral) (?:sentiment|tone)\b|"
+        r"^\W*this is an? (?:\w+ ){0,2}review\b|\b(?:the|this) original (?:review|text)\b",
+        re.IGNORECASE,
+    ),
+    "placeholder": re.compile(r"\[[A-Za-z][\w .'/-]{0,30}\]|<[A-Za-z][\w ]{0,20}>|\{[A-Za-z_][\w ]{0,20}\}"),
+}
 TEMPLATE_MARKUP = re.compile(r"\{\{|\}\}|\{%|%\}|<\|im_(?:start|end)\|>|\b(?:system|user|assistant):", re.I)
 
 PII_PATTERNS: dict[str, re.Pattern[str]] = {
@@ -75,7 +116,18 @@ class RefusalFilter(Filter):
     name = "refusal"
 
     def check(self, record: Record) -> str | None:
-        return "refusal" if REFUSAL.search(record.text or "") else None
+        return "refusal" if DECLINE.search(record.text or "") else None
+
+
+class FormFilter(Filter):
+    """Texts of another form than asked: assistant chatter, letters, descriptions of the text or
+    the task, unfilled placeholders."""
+
+    name = "form"
+
+    def check(self, record: Record) -> str | None:
+        text = record.text or ""
+        return next((reason for reason, pattern in FORMS.items() if pattern.search(text)), None)
 
 
 class EchoFilter(Filter):
@@ -97,6 +149,11 @@ class EchoFilter(Filter):
         for i in range(len(out) - self.run_length + 1):
             if tuple(out[i : i + self.run_length]) in grams:
                 return "prompt_echo"
+        joined = f" {' '.join(prompt)} "
+        for sentence in re.split(r"[.!?\n]+", text):
+            said = words(sentence)
+            if len(said) >= 3 and f" {' '.join(said)} " in joined:
+                return "prompt_echo"  # a whole sentence of the instruction, shorter than the run
         return None
 
 
@@ -182,6 +239,8 @@ def build_filters(config: FilterConfig, prompts: dict[str, str]) -> list[Stage]:
     stages: list[Stage] = [LengthFilter(config.min_words, config.max_words)]
     if config.refusal:
         stages.append(RefusalFilter())
+    if config.form:
+        stages.append(FormFilter())
     if config.echo:
         stages.append(EchoFilter(prompts))
     if config.language:

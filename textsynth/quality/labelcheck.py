@@ -1,16 +1,21 @@
 """Label check: does each text really carry the label it was generated for?
 
-Two signals, both stored in `scores`:
+Three signals, each a probability per label, stored in `scores`:
 - `label_zero_shot`: the generating model as a zero-shot classifier, comparing the
   log-likelihood of each label name as its reply (a constrained choice, not parsed free text),
   calibrated by subtracting each label's mean over the build (small models prefer one label
   whatever the text; contextual calibration removes that prior);
+- `label_description`: cosine similarity of the text's MiniLM embedding to each label's
+  description, calibrated the same way;
 - `label_classifier`: out-of-fold probability of a logistic regression on the MiniLM
   embeddings, trained with k-fold cross-validation on the build's own records.
-Their weighted mean is `label_confidence` (`zero_shot_weight` weighs the first signal).
-A record is rejected `label_mismatch` when that is below the
-floor, or when confident learning finds it off-diagonal: its label's probability is under that
-label's average self-confidence while another label's clears its own average.
+Their weighted mean is `label_confidence`. Confident learning (cleanlab's
+`find_label_issues`) flags the records whose given label is unlikely given each label's
+estimated noise rate: only those (and any below the optional `min_confidence` floor) are acted
+on. A flagged record is relabelled when another label clearly fits (`relabel_confidence`; the
+original stays in `fields.relabelled_from`), else rejected `label_mismatch`.
+Thresholds and weights are tuned on real sentences with planted label errors and on real-data
+accuracy (benchmarks/dev_protocol.py, results in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 
 def out_of_fold_probabilities(
-    vectors: np.ndarray, labels: np.ndarray, n_classes: int, folds: int
+    vectors: np.ndarray, labels: np.ndarray, n_classes: int, folds: int, seed: int = 0
 ) -> np.ndarray | None:
     """Cross-validated class probabilities (rows, classes); None when classes are too small."""
     from sklearn.linear_model import LogisticRegression
@@ -53,7 +58,7 @@ def out_of_fold_probabilities(
     if len(present) < 2 or k < 2:
         return None
     clf = LogisticRegression(max_iter=1000, C=4.0)
-    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=0)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed % 2**32)
     proba = cross_val_predict(clf, vectors, labels, cv=splitter, method="predict_proba")
     full = np.zeros((len(labels), n_classes))
     full[:, np.flatnonzero(counts)] = proba
@@ -61,54 +66,87 @@ def out_of_fold_probabilities(
 
 
 def label_issues(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Confident-learning off-diagonal: label below its class threshold, another above its own."""
-    n_classes = proba.shape[1]
-    thresholds = np.array(
-        [proba[labels == j, j].mean() if (labels == j).any() else 1.0 for j in range(n_classes)]
-    )
-    given = proba[np.arange(len(labels)), labels]
-    above = proba >= thresholds[None, :]
-    above[np.arange(len(labels)), labels] = False
-    return (given < thresholds[labels]) & above.any(axis=1) & (proba.argmax(axis=1) != labels)
+    """Confident learning (cleanlab): a boolean mask of the likely label errors."""
+    from cleanlab.filter import find_label_issues
+
+    present = np.unique(labels)
+    if len(present) < 2:
+        return np.zeros(len(labels), dtype=bool)
+    # cleanlab needs every class to occur; restrict to the labels present and renormalise
+    sub = proba[:, present] + 1e-9
+    sub = sub / sub.sum(axis=1, keepdims=True)
+    index = {lab: i for i, lab in enumerate(present)}
+    mapped = np.array([index[lab] for lab in labels])
+    return np.asarray(find_label_issues(mapped, sub, filter_by="prune_by_noise_rate"), dtype=bool)
+
+
+def _calibrated(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax after removing each label's mean score over the build (its prior)."""
+    return _softmax((scores - scores.mean(axis=0, keepdims=True)) / temperature)
 
 
 class LabelCheck(Stage):
     name = "label_check"
 
     def __init__(
-        self, pipeline: Pipeline, config: LabelCheckConfig, backend: Backend | None, embedder: Embedder | None
+        self,
+        pipeline: Pipeline,
+        config: LabelCheckConfig,
+        backend: Backend | None,
+        embedder: Embedder | None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.pipeline, self.config = pipeline, config
         self.backend, self.embedder = backend, embedder
+        self.seed = seed
         self.signals: list[str] = []
 
+    def _zero_shot(self, kept: list[Record], names: list[str]) -> np.ndarray | None:
+        if not (self.config.zero_shot and self.backend is not None and self.config.zero_shot_weight > 0):
+            return None
+        try:
+            loglik = self.backend.score([zero_shot_prompt(self.pipeline, r.text or "") for r in kept], names)
+        except NotImplementedError:
+            self.signals.append("zero_shot_unavailable")
+            return None
+        return _calibrated(np.asarray(loglik, dtype=float))
+
+    def _description(self, vectors: np.ndarray) -> np.ndarray | None:
+        if not (self.config.description_weight > 0 and self.embedder is not None):
+            return None
+        labels = self.embedder([f"{lab.name}: {lab.description}" for lab in self.pipeline.labels])
+        return _calibrated(vectors @ labels.T, temperature=self.config.description_temperature)
+
+    def _classifier(self, vectors: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray | None:
+        if not (self.config.classifier and self.config.classifier_weight > 0):
+            return None
+        return out_of_fold_probabilities(vectors, labels, n, self.config.folds, self.seed)
+
     def probabilities(self, kept: list[Record]) -> np.ndarray | None:
+        """The weighted mean of the available signals (rows, labels); None when none is on."""
         names = [lab.name for lab in self.pipeline.labels]
         labels = np.array([names.index(r.label) for r in kept])
+        vectors = self.embedder([r.text or "" for r in kept]) if self.embedder is not None else None
+        signals = {
+            "zero_shot": (self.config.zero_shot_weight, self._zero_shot(kept, names)),
+            "description": (
+                self.config.description_weight,
+                self._description(vectors) if vectors is not None else None,
+            ),
+            "classifier": (
+                self.config.classifier_weight,
+                self._classifier(vectors, labels, len(names)) if vectors is not None else None,
+            ),
+        }
         parts = []
-        if self.config.zero_shot and self.backend is not None:
-            try:
-                loglik = self.backend.score(
-                    [zero_shot_prompt(self.pipeline, r.text or "") for r in kept], names
-                )
-                loglik = np.asarray(loglik)
-                zs = _softmax(loglik - loglik.mean(axis=0, keepdims=True))  # remove the label prior
-                parts.append((self.config.zero_shot_weight, zs))
-                self.signals.append("zero_shot")
-                for r, p in zip(kept, zs[np.arange(len(kept)), labels]):
-                    r.scores["label_zero_shot"] = round(float(p), 4)
-            except NotImplementedError:
-                self.signals.append("zero_shot_unavailable")
-        if self.config.classifier and self.embedder is not None:
-            proba = out_of_fold_probabilities(
-                self.embedder([r.text or "" for r in kept]), labels, len(names), self.config.folds
-            )
-            if proba is not None:
-                parts.append((1.0, proba))
-                self.signals.append("classifier")
-                for r, p in zip(kept, proba[np.arange(len(kept)), labels]):
-                    r.scores["label_classifier"] = round(float(p), 4)
+        for name, (weight, proba) in signals.items():
+            if proba is None:
+                continue
+            self.signals.append(name)
+            parts.append((weight, proba))
+            for r, p in zip(kept, proba[np.arange(len(kept)), labels]):
+                r.scores[f"label_{name}"] = round(float(p), 4)
         if not parts:
             return None
         return sum(w * p for w, p in parts) / sum(w for w, _ in parts)
@@ -126,6 +164,13 @@ class LabelCheck(Stage):
         for r, conf, issue, row in zip(kept, confidence, issues, proba):
             r.scores["label_confidence"] = round(float(conf), 4)
             r.scores.setdefault("quality", round(float(conf), 4))  # a judge's score ranks first
-            if conf < self.config.min_confidence or issue:
+            if not issue and conf >= self.config.min_confidence:
+                continue
+            best = int(row.argmax())
+            if self.config.relabel and names[best] != r.label and row[best] >= self.config.relabel_confidence:
+                r.fields["relabelled_from"] = r.label
+                r.label = names[best]
+                r.scores["label_confidence"] = round(float(row[best]), 4)
+            else:
                 r.reject("label_mismatch")
-                r.fields["label_suggested"] = names[int(row.argmax())]
+                r.fields["label_suggested"] = names[best]

@@ -1,0 +1,193 @@
+"""The dev protocol: every quality decision judged by real-data accuracy, never tested where tuned.
+
+data/yelp/tune.tsv is the half every threshold, weight and default is tuned on; confirm.tsv is
+read only with --confirm, to check a decision once it is made. Subcommands:
+
+  build     build shipped pipelines at n and each guidance scale (seed examples come from the
+            tuning half), then print per-step accuracy on the chosen half
+  evaluate  per-step accuracy of existing run directories (rebuild first to apply new
+            quality settings to stored generations: generation is reused from the shards)
+  labelcheck  the label check on real sentences with 10 % of labels flipped: precision and
+            recall of what it flags, per signal combination
+  filters   what the default filters reject among the 1,000 real Yelp sentences, and why
+
+Example: python benchmarks/dev_protocol.py build --pipeline sentiment --n 300 --gamma 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from textsynth.config import FilterConfig, load_pipeline
+from textsynth.embed import embed
+from textsynth.evidence import step_accuracy, step_table, survivors
+from textsynth.records import Record
+
+ROOT = Path(__file__).resolve().parents[1]
+YELP = ROOT / "data" / "yelp"
+LABELS = {"0": "negative", "1": "positive"}
+
+
+def real(half: str) -> tuple[list[str], list[str]]:
+    rows = [line.rpartition("\t") for line in (YELP / half).read_text(encoding="utf-8").splitlines()]
+    return [t for t, _, _ in rows], [LABELS[lab] for _, _, lab in rows]
+
+
+def evaluate(run_dir: Path, half: str, seed: int = 0) -> list[dict]:
+    """Per-step accuracy of one run on one real half (positive/negative only)."""
+    records = [Record.from_json(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
+    funnel = json.loads((run_dir / "funnel.json").read_text())
+    stages = []
+    for step, (texts, labels) in survivors(records, funnel):
+        pairs = [(t, lab) for t, lab in zip(texts, labels) if lab in ("positive", "negative")]
+        stages.append((step, ([t for t, _ in pairs], [lab for _, lab in pairs])))
+    test = real(half)
+    every = list(dict.fromkeys(test[0] + [t for _, s in stages for t in s[0]]))
+    vectors = dict(zip(every, embed(every)))
+    return step_accuracy(stages, test, vectors, seed)
+
+
+def markdown(title: str, table: tuple[str, list[str], list[list]]) -> str:
+    caption, header, rows = table
+    lines = [f"**{title}**: {caption}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def pass_rate(run_dir: Path) -> str:
+    funnel = json.loads((run_dir / "funnel.json").read_text())
+    total = funnel["total"]
+    if "label_confirmed" not in total:
+        return "label check off"
+    relabelled = sum(1 for line in (run_dir / "records.jsonl").open() if '"relabelled_from"' in line)
+    return (
+        f"label check kept {total['label_confirmed']}/{total['passed_filters']} "
+        f"({total['label_confirmed'] / max(total['passed_filters'], 1):.1%}), relabelled {relabelled}"
+    )
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    from textsynth.pipeline import run_build
+
+    for gamma in args.gamma:
+        pipeline = load_pipeline(ROOT / "pipelines" / f"{args.pipeline}.yaml")
+        pipeline = pipeline.model_copy(
+            update={"generation": pipeline.generation.model_copy(update={"guidance_scale": gamma})}
+        )
+        out = Path(args.out) / f"{args.pipeline}-n{args.n}-s{args.seed}-g{gamma}"
+        result = run_build(
+            pipeline,
+            n=args.n,
+            seed=args.seed,
+            out=out,
+            quiet=True,
+            pipeline_path=ROOT / "pipelines" / f"{args.pipeline}.yaml",
+        )
+        s = result.summary
+        print(
+            f"\n{out.name}: generated {s.generated} ({s.gen.seconds:.0f} s, {s.examples_per_s:.2f} ex/s), "
+            f"kept {s.kept}, wall {s.wall_s:.0f} s; {pass_rate(out)}"
+        )
+        rows = evaluate(out, args.half, args.seed)
+        print(markdown(f"{out.name} on {args.half}", step_table(rows, len(real(args.half)[0]))))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    for run_dir in map(Path, args.runs):
+        rows = evaluate(run_dir, args.half)
+        print(f"\n{run_dir.name}: {pass_rate(run_dir)}")
+        print(markdown(f"{run_dir.name} on {args.half}", step_table(rows, len(real(args.half)[0]))))
+
+
+def cmd_labelcheck(args: argparse.Namespace) -> None:
+    """Flip 10 % of the real labels (seeded), run the label check, score what it flags."""
+    from textsynth.backends.transformers import TransformersBackend
+    from textsynth.embed import TextEmbedder
+    from textsynth.quality.labelcheck import LabelCheck
+
+    pipeline = load_pipeline(ROOT / "pipelines" / "restaurant_reviews.yaml")
+    texts, labels = real(args.half)
+    rng = random.Random(args.seed)
+    flipped = set(rng.sample(range(len(texts)), len(texts) // 10))
+    backend = TransformersBackend(pipeline.model)
+    embedder = TextEmbedder()
+    variants = {
+        "zero-shot only": {"classifier_weight": 0, "description_weight": 0},
+        "descriptions only": {"zero_shot_weight": 0, "classifier_weight": 0},
+        "classifier only": {"zero_shot_weight": 0, "description_weight": 0},
+        "all three (default weights)": {},
+    }
+    print(f"{len(texts)} real sentences from {args.half}, {len(flipped)} labels flipped")
+    print("| signals | flagged | precision | recall | rejected | relabelled (correctly) |")
+    print("|---|---|---|---|---|---|")
+    for name, update in variants.items():
+        config = pipeline.quality.label_check.model_copy(update=update)
+        records = [
+            Record(
+                id=str(i),
+                label=("positive" if lab == "negative" else "negative") if i in flipped else lab,
+                attributes={},
+                text=t,
+            )
+            for i, (t, lab) in enumerate(zip(texts, labels))
+        ]
+        LabelCheck(pipeline, config, backend, embedder, args.seed).run(records)
+        truth = np.array([i in flipped for i in range(len(records))])
+        relabelled = np.array(["relabelled_from" in r.fields for r in records])
+        rejected = np.array([r.status == "rejected" for r in records])
+        flagged = relabelled | rejected
+        correct = sum(1 for i, r in enumerate(records) if relabelled[i] and r.label == labels[i])
+        precision = (flagged & truth).sum() / max(flagged.sum(), 1)
+        recall = (flagged & truth).sum() / truth.sum()
+        print(
+            f"| {name} | {flagged.sum()} | {precision:.2f} | {recall:.2f} | {rejected.sum()} | "
+            f"{relabelled.sum()} ({correct}) |"
+        )
+
+
+def cmd_filters(args: argparse.Namespace) -> None:
+    from textsynth.quality.filters import build_filters
+
+    texts = real("yelp_labelled.tsv")[0]
+    records = [Record(id=str(i), label="x", attributes={}, text=t) for i, t in enumerate(texts)]
+    for stage in build_filters(FilterConfig(), {}):
+        stage.run(records)
+    rejected = [r for r in records if r.status == "rejected"]
+    print(f"default filters reject {len(rejected)} of {len(records)} real sentences")
+    for r in rejected:
+        print(f"- {r.reasons[0]}: {r.text}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    half = {"default": "tune.tsv", "help": "tune.tsv (tuning) or confirm.tsv (confirming a decision)"}
+    b = sub.add_parser("build")
+    b.add_argument("--pipeline", default="sentiment")
+    b.add_argument("--n", type=int, default=300)
+    b.add_argument("--seed", type=int, default=11)
+    b.add_argument("--gamma", type=float, nargs="+", default=[1.0])
+    b.add_argument("--out", default="runs/dev")
+    b.add_argument("--half", **half)
+    e = sub.add_parser("evaluate")
+    e.add_argument("runs", nargs="+")
+    e.add_argument("--half", **half)
+    lc = sub.add_parser("labelcheck")
+    lc.add_argument("--half", **half)
+    lc.add_argument("--seed", type=int, default=0)
+    sub.add_parser("filters")
+    args = parser.parse_args()
+    {"build": cmd_build, "evaluate": cmd_evaluate, "labelcheck": cmd_labelcheck, "filters": cmd_filters}[
+        args.command
+    ](args)
+
+
+if __name__ == "__main__":
+    main()

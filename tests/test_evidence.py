@@ -1,0 +1,60 @@
+"""Which records survive each funnel step, and the per-step accuracy arithmetic."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from textsynth.evidence import step_accuracy, survivors
+from textsynth.records import Record
+
+FUNNEL = {
+    "steps": ["planned", "generated", "parsed", "passed_filters", "label_confirmed", "unique", "selected"],
+    "rejected_by_step": {
+        "parsed": {"truncated": 1},
+        "passed_filters": {"too_short": 1},
+        "label_confirmed": {"label_mismatch": 1},
+        "unique": {"duplicate_of": 1},
+    },
+}
+
+
+def rec(rid: str, label: str, reason: str | None = None, **fields: str) -> Record:
+    r = Record(id=rid, label=label, attributes={}, text=f"text {rid}", generation={"raw": f"text {rid}"})
+    r.fields.update(fields)
+    if reason:
+        r.reject(reason)
+    return r
+
+
+def test_a_record_survives_the_steps_before_the_one_that_rejected_it():
+    records = [
+        rec("a", "positive"),
+        rec("b", "negative", "too_short"),
+        rec("c", "positive", "label_mismatch"),
+        rec("d", "negative", "duplicate_of:a"),
+        rec("e", "positive", "truncated"),
+        rec("f", "negative", relabelled_from="positive"),
+    ]
+    records[4].text = None  # unparseable: never part of what the model produced
+    alive = {step: texts for step, (texts, _) in survivors(records, FUNNEL)}
+    assert alive["generated"] == ["text a", "text b", "text c", "text d", "text f"]
+    assert alive["passed_filters"] == ["text a", "text c", "text d", "text f"]
+    assert alive["label_confirmed"] == ["text a", "text d", "text f"]
+    assert alive["unique"] == alive["selected"] == ["text a", "text f"]
+    labels = {step: labs for step, (_, labs) in survivors(records, FUNNEL)}
+    assert labels["passed_filters"][-1] == "positive" and labels["label_confirmed"][-1] == "negative"
+
+
+def test_paired_difference_is_zero_for_identical_training_sets_and_positive_for_cleaner_ones():
+    rng = np.random.default_rng(0)
+    good = [f"good {i}" for i in range(40)]
+    bad = [f"bad {i}" for i in range(40)]
+    vectors = {t: np.array([1.0, rng.normal() * 0.1]) for t in good}
+    vectors |= {t: np.array([-1.0, rng.normal() * 0.1]) for t in bad}
+    test = (good[:20] + bad[:20], ["pos"] * 20 + ["neg"] * 20)
+    clean = (good[20:] + bad[20:], ["pos"] * 20 + ["neg"] * 20)
+    noisy = (clean[0], ["neg"] * 8 + ["pos"] * 12 + ["neg"] * 20)  # 8 positives labelled negative
+    rows = step_accuracy([("generated", noisy), ("same", noisy), ("cleaned", clean)], test, vectors, 0)
+    assert rows[1]["minilm_logreg"]["delta"] == 0 and rows[1]["minilm_logreg"]["delta_high"] == 0
+    assert rows[2]["minilm_logreg"]["accuracy"] == 1.0
+    assert rows[2]["minilm_logreg"]["delta"] >= 0
