@@ -103,6 +103,7 @@ class RunDir:
         self.shards = self.path / "shards"
         self.manifest_path = self.path / "manifest.json"
         self.records_path = self.path / "records.jsonl"
+        self.plan_path = self.path / "plan.txt"
 
     def create(self) -> None:
         if self.path.exists() and not self.path.is_dir():
@@ -144,6 +145,7 @@ class RunDir:
             shutil.rmtree(self.path / name, ignore_errors=True)
         for name in (
             "manifest.json",
+            "plan.txt",
             "records.jsonl",
             "summary.json",
             "data.jsonl",
@@ -180,6 +182,13 @@ class RunDir:
             **manifest,
         }
         write_atomic(self.manifest_path, json.dumps(body, indent=2) + "\n")
+
+    def write_plan(self, ids: Iterable[str]) -> None:
+        """The ids a build planned (before top-up): the next build tells new requests from unfinished ones."""
+        write_atomic(self.plan_path, "".join(f"{rid}\n" for rid in ids))
+
+    def read_plan(self) -> set[str] | None:
+        return set(self.plan_path.read_text(encoding="utf-8").split()) if self.plan_path.exists() else None
 
     def shard_writer(self) -> ShardWriter:
         """A writer on a new shard file; earlier shards are never touched again."""

@@ -1,0 +1,125 @@
+"""SIGINT, SIGTERM and SIGHUP from outside stop a build the same way: finished records saved, the
+resume command printed, exit 128 + the signal number; the resume then reports no config change
+and gives the uninterrupted result.
+
+The build stops itself (SIGSTOP) at a named fault point; the test sees it stopped, sends the real
+signal from outside and lets it continue, so the signal lands at an exact place without a timer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from textsynth.pipeline import run_build
+
+from .conftest import GREEDY, ROOT, copy_project, edit_pipeline
+
+
+@pytest.fixture(scope="module")
+def greedy_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("greedy"))
+    return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
+
+
+@pytest.fixture(scope="module")
+def reference(greedy_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference") / "run"
+    run_build(greedy_pipeline, out=out, quiet=True)
+    return out
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TEXTSYNTH_FAULT")}
+
+
+def _signalled_build(pipeline: Path, out: Path, point: str, sig: signal.Signals) -> tuple[int, str]:
+    """Run `textsynth build` until it stops itself at `point`, send `sig`, return (exit code, stderr)."""
+    env = {**_clean_env(), "TEXTSYNTH_FAULT": point, "TEXTSYNTH_FAULT_SIGNAL": "STOP"}
+    log = out.parent / f"{out.name}.stderr"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "cli.py"), "build", str(pipeline), "--out", str(out), "--quiet"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), f"the build ended before {point}: {log.read_text()[-2000:]}"
+        os.kill(proc.pid, sig)
+        os.kill(proc.pid, signal.SIGCONT)
+        code = proc.wait(timeout=600)
+    return code, log.read_text()
+
+
+def _resume(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "resume", str(out)],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _complete_lines(out: Path) -> list[str]:
+    return [
+        line
+        for shard in sorted((out / "shards").glob("*.jsonl"))
+        for line in shard.read_text().splitlines(keepends=True)
+        if line.endswith("\n")
+    ]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_during_generation_saves_and_resumes_without_drift(greedy_pipeline, reference, tmp_path, sig):
+    out = tmp_path / "run"
+    code, stderr = _signalled_build(greedy_pipeline, out, "mid_shard:5", sig)
+    assert code == 128 + sig, stderr[-2000:]
+    assert f"interrupted by {sig.name}" in stderr and f"textsynth resume {out}" in stderr
+    assert "Traceback" not in stderr
+    assert len(_complete_lines(out)) == 5  # the batch in flight was persisted, nothing more
+    assert not (out / "dataset").exists()
+    resumed = _resume(out)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "config changed" not in resumed.stderr
+    assert json.loads((out / "summary.json").read_text())["drift"] is None  # None: nothing drifted
+    assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
+
+
+def test_sigterm_after_generation_stops_cleanly_and_resumes(greedy_pipeline, reference, tmp_path):
+    out = tmp_path / "run"
+    code, stderr = _signalled_build(greedy_pipeline, out, "quality", signal.SIGTERM)
+    assert code == 143, stderr[-2000:]
+    assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
+    assert len(_complete_lines(out)) == 12 and not (out / "dataset").exists()
+    resumed = _resume(out)
+    assert resumed.returncode == 0 and "config changed" not in resumed.stderr, resumed.stderr[-2000:]
+    assert json.loads((out / "summary.json").read_text())["generated"] == 0
+    assert (out / "data.jsonl").read_text() == (reference / "data.jsonl").read_text()
+
+
+def test_a_real_change_is_still_reported(greedy_pipeline, reference, tmp_path):
+    """The other side of the drift fix: editing a generation parameter names the changed requests."""
+    project = copy_project(tmp_path / "p")
+    path = project / "pipelines" / "sentiment.yaml"
+    path.write_text(greedy_pipeline.read_text())
+    edit_pipeline(path, max_new_tokens="20")
+    out = tmp_path / "run"
+    subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "build", str(path), "--out", str(out)],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "config changed" in proc.stderr
+    assert json.loads((out / "summary.json").read_text())["drift"] == {"changed": 12, "new": 0, "dropped": 0}
