@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from textsynth.config import load_pipeline
@@ -73,3 +76,45 @@ def test_missing_file_and_non_mapping(project):
     path.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         load_pipeline(path)
+
+
+def _validate(path) -> subprocess.CompletedProcess:
+    from .conftest import ROOT
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ("seed: 7", "seed: 7\nseed: 8", "seed"),  # a repeated scalar
+        ("  batch_size: 64", "  batch_size: 64\n  batch_size: 8", "batch_size"),  # nested
+        (
+            "taxonomy:\n",
+            "labels:\n  - {name: a, description: A}\n  - {name: b, description: B}\ntaxonomy:\n",
+            "labels",
+        ),
+    ],
+)
+def test_duplicate_key_names_both_lines(project, old, new, key):
+    path = _edit(project, old, new)
+    lines = [
+        i for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip().startswith(f"{key}:")
+    ]
+    proc = _validate(path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    out = proc.stderr.strip().splitlines()
+    assert len(out) == 1, proc.stderr
+    assert f"sentiment.yaml:{lines[-1]}: duplicate key {key!r}, first at line {lines[0]}" in out[0]
+
+
+def test_a_folder_as_pipeline_is_one_line(project):
+    proc = _validate(project / "pipelines")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    out = proc.stderr.strip().splitlines()
+    assert len(out) == 1 and "is a folder" in out[0] and ".yaml" in out[0], proc.stderr

@@ -495,6 +495,31 @@ def _format_error(path: Path, root: yaml.Node, err: dict[str, Any]) -> str:
     return f"{path}:{_line_of(root, loc)}: {field}: {msg}" + (f" ({fix})" if fix else "")
 
 
+def _duplicate_key(node: yaml.Node) -> tuple[str, int, int] | None:
+    """(key, first line, second line) of the first key repeated in one mapping, anywhere in the tree.
+
+    PyYAML keeps the last of two equal keys without a word, so a second `labels:` block would
+    silently replace the first.
+    """
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if key.value in seen:
+                    return key.value, seen[key.value], line
+                seen[key.value] = line
+            found = _duplicate_key(value)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            found = _duplicate_key(item)
+            if found:
+                return found
+    return None
+
+
 def load_pipeline(path: str | Path) -> Pipeline:
     """Read and validate a pipeline YAML; errors name the file, the line and the field."""
     path = Path(path)
@@ -502,6 +527,10 @@ def load_pipeline(path: str | Path) -> Pipeline:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such pipeline file (check the path)") from None
+    except IsADirectoryError:
+        found = sorted(p.name for p in path.glob("*.y*ml"))[:3]
+        hint = f", e.g. {path / found[0]}" if found else ""
+        raise ConfigError(f"{path}: is a folder; give a pipeline YAML file{hint}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
     try:
@@ -514,6 +543,13 @@ def load_pipeline(path: str | Path) -> Pipeline:
         raise ConfigError(f"{where}: malformed YAML: {problem} (fix the syntax there)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}:1: the pipeline must be a YAML mapping of fields (see `textsynth init`)")
+    duplicate = _duplicate_key(root)
+    if duplicate:
+        key, first, second = duplicate
+        raise ConfigError(
+            f"{path}:{second}: duplicate key {key!r}, first at line {first} (keep one; YAML would "
+            "silently use the last)"
+        )
     try:
         return Pipeline.model_validate(data)
     except ValidationError as exc:
