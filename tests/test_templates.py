@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from textsynth.config import load_pipeline
@@ -60,3 +63,66 @@ def test_template_shas_change_with_content(project):
     assert before["review_user.jinja"] != after["review_user.jinja"]
     assert before["review_system.jinja"] == after["review_system.jinja"]
     assert load_pipeline(path).templates.user == "review_user.jinja"
+
+
+def _validate(project) -> subprocess.CompletedProcess:
+    from .conftest import ROOT
+
+    path = project / "pipelines" / "sentiment.yaml"
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("{% include 'review_user.jinja' %} {{ label }}", "without end"),
+        ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }} {{ label }}", "without end"),
+        ("{% for i in range(10**12) %}x{% endfor %} {{ label }}", "range(): more than"),
+        (
+            "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}{{ label }}",
+            "range()",
+        ),
+        ("{{ 'x' * 10**8 }} {{ label }}", "repeated value longer"),
+        ("{% for i in range(5000) %}{{ 'y' * 100 }}{% endfor %} {{ label }}", "output longer than"),
+        ("{{ 2 ** (10**8) }} {{ label }}", "exponent"),
+    ],
+)
+def test_exhausting_templates_are_one_line(project, body, match):
+    (project / "prompts" / "review_user.jinja").write_text(body)
+    line = _one_line_error(_validate(project))
+    assert "review_user.jinja" in line and "sandbox" in line and match in line
+
+
+def test_symlinked_template_cannot_leave_prompts(project):
+    user = project / "prompts" / "review_user.jinja"
+    user.unlink()
+    user.symlink_to(project / "pipelines" / "sentiment.yaml")
+    line = _one_line_error(_validate(project))
+    assert "'review_user.jinja' not found" in line and "may not leave the prompt directories" in line
+
+
+def test_symlinked_include_cannot_leave_prompts(project):
+    (project / "prompts" / "outside.jinja").symlink_to(project / "pipelines" / "sentiment.yaml")
+    (project / "prompts" / "review_user.jinja").write_text("{% include 'outside.jinja' %} {{ label }}")
+    line = _one_line_error(_validate(project))
+    assert "includes 'outside.jinja', which is not in the prompt directories" in line
+
+
+def test_symlink_inside_prompts_still_works(project):
+    user = project / "prompts" / "review_user.jinja"
+    user.rename(project / "prompts" / "real_user.jinja")
+    user.symlink_to(project / "prompts" / "real_user.jinja")
+    proc = _validate(project)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import jinja2
 from jinja2 import meta
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 
 from textsynth.config import BASE_VARIABLES, Pipeline, Templates
 from textsynth.errors import TemplateError
+from textsynth.sandbox import PromptLoader, Sandbox
 from textsynth.seeds import SeedPool
 from textsynth.taxonomy import PlannedExample, attribute_order, derived_seed
 
@@ -60,12 +61,13 @@ class PromptTemplates:
         later: tuple[str, ...] = (),
         seeds: SeedPool | None = None,
     ) -> None:
-        # An included template is resolved by the same loader, so it cannot leave `dirs` either.
+        # An included template is resolved by the same loader, so it cannot leave `dirs` either,
+        # not even through a symlink; the sandbox bounds recursion, range(), `*`, `**` and output.
         self.pipeline = pipeline
         self.dirs = dirs
         self.seeds = seeds
-        self.env = SandboxedEnvironment(
-            loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        self.env = Sandbox(
+            loader=PromptLoader(dirs),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
