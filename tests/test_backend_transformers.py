@@ -56,3 +56,48 @@ def test_sampling_independent_of_batch_composition():
     apart = {c.id: c.text for c in backend.generate(_requests()[::-1], params)}
     assert together == apart
     assert len(set(together.values())) == len(PRODUCTS)  # sampling, not one fixed output
+
+
+def _guided_requests() -> list[Request]:
+    """Each request with its guidance prompt: the same request naming the opposite sentiment."""
+    out = []
+    for r in _requests():
+        text = r.messages[0]["content"]
+        flipped = text.replace("positive", "NEG").replace("negative", "positive").replace("NEG", "negative")
+        out.append(Request(r.id, r.messages, r.seed, [{"role": "user", "content": flipped}]))
+    return out
+
+
+def test_guidance_matches_a_reference_cfg_step_by_step():
+    """fp32 greedy guided decoding equals a plain loop over full forwards of both prompts with
+    logits = neg + γ·(pos − neg) in log-probs: the paired rows, cache and refill change nothing."""
+    backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=4))
+    params = GenerationParams(max_new_tokens=16, temperature=0, guidance_scale=2.0)
+    ours = {c.id: c for c in backend.generate(_guided_requests(), params)}
+    model, tok = backend.loaded.model, backend.loaded.tokenizer
+    eos = set(backend.eos.tolist())
+    for req in _guided_requests()[:3]:
+        pos, neg = backend.encode(req.messages), backend.encode(req.negative or [])
+        made: list[int] = []
+        while len(made) < 16:
+            with torch.inference_mode():
+                lp = torch.log_softmax(model(torch.tensor([pos + made])).logits[0, -1].float(), -1)
+                ln = torch.log_softmax(model(torch.tensor([neg + made])).logits[0, -1].float(), -1)
+            made.append(int((ln + 2.0 * (lp - ln)).argmax()))
+            if made[-1] in eos:
+                break
+        ended = made[-1] in eos
+        assert ours[req.id].text == tok.decode(made[:-1] if ended else made, skip_special_tokens=True)
+
+
+def test_guidance_changes_outputs_and_is_independent_of_batch_composition():
+    backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=6))
+    plain = GenerationParams(max_new_tokens=24, temperature=0.9)
+    guided = plain.model_copy(update={"guidance_scale": 2.0})
+    unguided = {c.id: c.text for c in backend.generate(_guided_requests(), plain)}
+    assert unguided == {c.id: c.text for c in backend.generate(_requests(), plain)}, "γ = 1 ignores negatives"
+    together = {c.id: c.text for c in backend.generate(_guided_requests(), guided)}
+    backend.batch_size = 3  # one pair and a half: refills split differently
+    apart = {c.id: c.text for c in backend.generate(_guided_requests()[::-1], guided)}
+    assert together == apart
+    assert sum(together[k] != unguided[k] for k in together) >= len(PRODUCTS) - 1

@@ -8,7 +8,9 @@ from collections import Counter
 import datasets
 
 from textsynth.config import load_pipeline
-from textsynth.pipeline import prepare, run_build
+from textsynth.generate import WorkItem
+from textsynth.pipeline import _ahead, _probe, prepare, run_build
+from textsynth.records import Record
 from textsynth.taxonomy import label_counts
 
 from .conftest import SENTIMENT
@@ -70,3 +72,37 @@ def test_rebuild_reuses_every_record(built):
     again = run_build(SENTIMENT, n=12, seed=3, out=built.run_dir, quiet=True)
     assert again.summary.generated == 0 and again.summary.reused == built.summary.planned
     assert again.dataset["train"]["text"] == built.dataset["train"]["text"]
+
+
+def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built150):
+    """The 150-example build checked its first batch and planned extras for what it lost there;
+    the summary has the wall time per phase."""
+    summary = json.loads((built150.run_dir / "summary.json").read_text())
+    probe = _probe(
+        [WorkItem(ex, [], "") for ex in prepare(SENTIMENT, n=150, seed=5).planned], load_pipeline(SENTIMENT)
+    )
+    assert Counter(i.example.label for i in probe) == {"positive": 21, "negative": 21, "neutral": 21}
+    records = [json.loads(line) for line in (built150.run_dir / "records.jsonl").open()]
+    assert summary["planned"] == len(records) >= 150 + summary["planned_ahead"]
+    if summary["top_up_rounds"] == 0:
+        assert summary["planned"] == 150 + summary["planned_ahead"]
+    phases = summary["phases_s"]
+    assert {"load", "generate", "quality", "diversity", "export"} <= set(phases)
+    assert sum(phases.values()) <= summary["wall_s"] + 0.5
+
+
+def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
+    def rec(rid: str, label: str, leaf: str, ok: bool) -> Record:
+        r = Record(id=rid, label=label, attributes={"topic": leaf}, text="t")
+        if not ok:
+            r.reject("label_mismatch")
+        return r
+
+    records = [rec(f"p{i}", "pos", "a" if i < 3 else "b", ok=i >= 3) for i in range(12)]  # lost 3 of 12
+    records += [rec(f"n{i}", "neg", "c", ok=True) for i in range(12)]
+    moved = rec("m", "neg", "d", ok=True)
+    moved.fields["relabelled_from"] = "pos"  # planned positive, now negative: lost to positive
+    extra = _ahead([*records, moved], {"pos": 100, "neg": 100})
+    assert set(extra) == {"pos"}, "a label that lost nothing gets no extras"
+    assert len(extra["pos"]) == 45  # 100 · (4/13) / (9/13) rounded up
+    assert sorted(leaf["topic"] for leaf in extra["pos"][:4]) == ["a", "a", "a", "d"], "lost leaves first"

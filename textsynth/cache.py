@@ -3,11 +3,13 @@
 The key covers model id + revision + dtype, the rendered prompt, every generation parameter and
 the record's seed, so a changed input always misses and an unchanged one always hits; batch
 size, device and thread count are deliberately not part of it. It may live in the run directory
-or be shared between runs.
+or be shared between runs. Choice scores (label check, judges) are stored beside the
+completions, keyed the same way, so a top-up round or a resume never scores a text twice.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,6 +28,9 @@ class CompletionCache:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS completions (fingerprint TEXT PRIMARY KEY, "
                 "text TEXT NOT NULL, tokens INTEGER NOT NULL, finish_reason TEXT NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS scores (fingerprint TEXT PRIMARY KEY, loglik TEXT NOT NULL)"
             )
         except sqlite3.OperationalError:
             raise  # disk full, locked, unreadable: the file is fine, the CLI names the cause
@@ -54,6 +59,24 @@ class CompletionCache:
             self._db.executemany(
                 "INSERT OR REPLACE INTO completions VALUES (?, ?, ?, ?)",
                 [(fp, c.text, c.tokens, c.finish_reason) for fp, c in items],
+            )
+
+    def get_scores(self, fingerprints: list[str]) -> dict[str, list[float]]:
+        """Stored choice log-likelihoods (Backend.score rows) by fingerprint."""
+        found: dict[str, list[float]] = {}
+        for start in range(0, len(fingerprints), 500):
+            chunk = fingerprints[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT fingerprint, loglik FROM scores WHERE fingerprint IN ({marks})", chunk
+            )
+            found.update((fp, json.loads(loglik)) for fp, loglik in rows)
+        return found
+
+    def put_scores(self, items: Iterable[tuple[str, list[float]]]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO scores VALUES (?, ?)", [(fp, json.dumps(row)) for fp, row in items]
             )
 
     def __len__(self) -> int:

@@ -332,6 +332,11 @@ class QualityConfig(ConfigBase):
         "default", description="'default' (embedded all-MiniLM-L6-v2) or a sentence-transformers path/id."
     )
     top_up_rounds: int = Field(2, ge=0, le=10, description="Regeneration rounds for labels below quota.")
+    plan_ahead: bool = Field(
+        True,
+        description="Check the first batches, then over-generate each label by the rejection rate "
+        "seen there, so that most builds need no top-up round.",
+    )
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
 

@@ -11,9 +11,10 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -37,10 +38,13 @@ from textsynth.quality.labelcheck import LabelCheck
 from textsynth.records import Record
 from textsynth.review import add_review_step, apply_sheet
 from textsynth.run import RunDir, write_atomic
+from textsynth.scoring import CachedScorer
 from textsynth.seeds import SeedPool, load_seeds, with_seed_taxonomy
 from textsynth.steps import StepRunner, step_templates
 from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
 from textsynth.templates import PromptTemplates, prompt_dirs
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -74,9 +78,11 @@ class BuildSummary:
     planned_labels: dict[str, int] = field(default_factory=dict)
     kept_labels: dict[str, int] = field(default_factory=dict)
     top_up_rounds: int = 0
+    planned_ahead: int = 0  # extra requests from the rejection rate of the first batches
     label_signals: list[str] = field(default_factory=list)
     shortfall: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds: load, generate, quality, ...
     drift: Drift | None = None
     funnel: Funnel | None = None
 
@@ -120,10 +126,12 @@ class BuildSummary:
             "kept_labels": self.kept_labels,
             "shortfall": self.shortfall,
             "top_up_rounds": self.top_up_rounds,
+            "planned_ahead": self.planned_ahead,
             "label_check_signals": self.label_signals,
             "tokens": self.gen.tokens,
             "generation_s": round(self.gen.seconds, 2),
             "wall_s": round(self.wall_s, 2),
+            "phases_s": {k: round(v, 2) for k, v in self.phases.items()},
             "examples_per_s": round(self.examples_per_s, 3),
             "drift": vars(self.drift) if self.drift else None,
         }
@@ -216,6 +224,69 @@ def _items(prep: Prepared, model: ModelIdentity, planned: list[PlannedExample]) 
     return out
 
 
+def _probe(items: list[WorkItem], pipeline: Pipeline) -> list[WorkItem]:
+    """The first requests of every label, about one batch in all (none for small builds)."""
+    if not pipeline.quality.plan_ahead or len(items) < 32:
+        return []
+    per_label = max(1, min(len(items) // 2, pipeline.model.batch_size) // max(len(pipeline.labels), 1))
+    taken: Counter[str] = Counter()
+    out = []
+    for item in items:
+        if taken[item.example.label] < per_label:
+            taken[item.example.label] += 1
+            out.append(item)
+    return out
+
+
+def _ahead(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """Extra requests per label for the share of its first records the quality stage lost.
+
+    A record counts under the label it was planned for (relabelled ones are lost to it); the
+    leaves of lost records come first, so the extras replace what is likely to fail again.
+    """
+    out = {}
+    for label, want in quotas.items():
+        mine = [r for r in records if r.fields.get("relabelled_from", r.label) == label]
+        if not mine:
+            continue
+        lost = [r.status == "rejected" or r.label != label for r in mine]
+        rate = min(0.75, sum(lost) / len(mine))
+        ask = math.ceil(want * rate / (1 - rate))
+        leaves = [r.attributes for r, gone in sorted(zip(mine, lost), key=lambda p: (not p[1], p[0].id))]
+        if ask:
+            out[label] = [leaves[i % len(leaves)] for i in range(ask)]
+    return out
+
+
+class PhaseClock:
+    """Wall time per build phase; model loading is counted apart from the phase it happens in."""
+
+    def __init__(self, phases: dict[str, float]) -> None:
+        self.phases = phases
+        self.current: str | None = None
+        self.since = time.perf_counter()
+
+    def start(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.phases[self.current] = self.phases.get(self.current, 0.0) + now - self.since
+        self.current, self.since = name, now
+
+    def stop(self) -> None:
+        self.start(None)
+
+    def timed(self, name: str, make: Callable[[], T]) -> Callable[[], T]:
+        def run() -> T:
+            outer = self.current
+            self.start(name)
+            try:
+                return make()
+            finally:
+                self.start(outer)
+
+        return run
+
+
 def _deficits(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
     """Per label below quota: leaves to regenerate, those of its rejected records first."""
     out = {}
@@ -294,13 +365,18 @@ def run_build(
                 highlight=False,
             )
         summary = BuildSummary(planned=len(examples), drift=drift)
-        backend = functools.cache(lambda: make_generator(pipeline.model, pipeline.executor))
+        clock = PhaseClock(summary.phases)
+        backend = functools.cache(
+            clock.timed("load", lambda: make_generator(pipeline.model, pipeline.executor))
+        )
         embedder = TextEmbedder(pipeline.quality.embedding_model, console)
         cache = CompletionCache(Path(cache_path) if cache_path else run.path / "cache.sqlite")
+        scores = CachedScorer(backend, cache, model)
         try:
             parsed: dict[str, Record] = {}
             prompts: dict[str, str] = {}
             for round_no in range(pipeline.quality.top_up_rounds + 1):
+                clock.start("generate" if round_no == 0 else "top_up")
                 if prep.templates is None:
                     runner = StepRunner(
                         pipeline, prep.steps, model, cache, backend, _progress(console, quiet), summary.gen
@@ -309,6 +385,35 @@ def run_build(
                     parsed.update(done)
                     prompts.update(step_prompts)
                 else:
+                    probe = _probe(items, pipeline) if round_no == 0 else []
+                    if probe:
+                        first = generate_all(
+                            probe,
+                            pipeline,
+                            prep.templates,
+                            model,
+                            run,
+                            cache,
+                            backend,
+                            _progress(console, quiet),
+                            summary.gen,
+                        )
+                        parsed.update(first)
+                        clock.start("quality")
+                        probed, _, _ = run_quality(
+                            list(first.values()),
+                            pipeline,
+                            {label: len(first) for label in quotas},
+                            {i.example.id: i.messages[-1]["content"] for i in probe},
+                            lambda: scores if pipeline.quality.label_check.zero_shot else None,
+                            embedder,
+                            prep.seeds.texts if prep.seeds else None,
+                        )
+                        extra = top_up(pipeline, prep.template_key, _ahead(probed, quotas), 0)
+                        examples += extra
+                        items += _items(prep, model, extra)
+                        summary.planned_ahead = len(extra)
+                        clock.start("generate")
                     parsed.update(
                         generate_all(
                             [i for i in items if i.example.id not in parsed],
@@ -324,7 +429,8 @@ def run_build(
                     )
                     prompts = {i.example.id: i.messages[-1]["content"] for i in items}
                 faults.point("quality")
-                scorer = backend if pipeline.quality.label_check.zero_shot else (lambda: None)
+                clock.start("quality" if round_no == 0 else "top_up")
+                scorer = (lambda: scores) if pipeline.quality.label_check.zero_shot else (lambda: None)
                 records, funnel, stages = run_quality(
                     [parsed[ex.id] for ex in examples],
                     pipeline,
@@ -344,6 +450,7 @@ def run_build(
                 summary.top_up_rounds = round_no + 1
         finally:
             cache.close()
+        clock.start("diversity")
         summary.planned = len(examples)
         summary.funnel = funnel
         kept = [r for r in records if r.status == "kept"]
@@ -364,8 +471,12 @@ def run_build(
         write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "diversity.json", json.dumps(report, indent=2) + "\n")
+        clock.start("export")
         with console.status("exporting: splits, dataset card, hub folder, fine-tuning formats"):
             dataset = export_run(run.path, pipeline=pipeline, records=records) if export else None
+        clock.stop()
+        summary.wall_s = time.perf_counter() - wall
+        write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
     summary.wall_s = time.perf_counter() - wall
     return BuildResult(dataset, summary, run.path)
 

@@ -12,13 +12,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from textsynth.backends import Backend
 from textsynth.config import Pipeline
 from textsynth.funnel import Funnel
 from textsynth.quality.base import Stage
 from textsynth.quality.dedup import Dedup, quality_order
 from textsynth.quality.filters import JudgeFilter, build_filters
-from textsynth.quality.labelcheck import LabelCheck
+from textsynth.quality.labelcheck import LabelCheck, Scorer
 from textsynth.quality.privacy import Privacy
 from textsynth.records import Record
 
@@ -41,7 +40,7 @@ def run_quality(
     pipeline: Pipeline,
     quotas: dict[str, int],
     prompts: dict[str, str],
-    backend: Callable[[], Backend | None],
+    backend: Callable[[], Scorer | None],
     embedder: Embedder,
     seeds: list[str] | None = None,
 ) -> tuple[list[Record], Funnel, list[Stage]]:

@@ -49,8 +49,7 @@ FORMS: dict[str, re.Pattern[str]] = {
     ),
     "meta_description": re.compile(
         r"^\W*(?:in )?(?:the|this) (?:review(?:er)?|text|sentence|response|writer|author|user)\b(?! of)|"
-        r"^\W*the (?:customer|diner|buyer|reader) (?:is|was|says|feels|writes|mentions|expresses|describes|"
-        r"praises|complains|thinks|seems|would)\b|\bthe reviewer\b|"
+        r"\bthe reviewer\b|"
         r"\b(?:the|this) (?:review|text|sentence) (?:is|was) (?:written|positive|negative|neutral|mixed)\b|"
         r"\bwritten in an? (?:\w+ ){0,2}tone\b|\b(?:positive|negative|neutral) (?:sentiment|tone)\b|"
         r"^\W*this is an? (?:\w+ ){0,2}review\b|\b(?:the|this) original (?:review|text)\b",

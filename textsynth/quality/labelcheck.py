@@ -20,16 +20,22 @@ accuracy (benchmarks/dev_protocol.py, results in benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
-from textsynth.backends import Backend
 from textsynth.config import LabelCheckConfig, Pipeline
 from textsynth.quality.base import Stage
 from textsynth.records import Record
 
 Embedder = Callable[[list[str]], np.ndarray]
+
+
+class Scorer(Protocol):
+    """Anything with `Backend.score`: a backend, or the cached scorer of a build."""
+
+    def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> np.ndarray: ...
 
 
 def zero_shot_prompt(pipeline: Pipeline, text: str) -> list[dict[str, str]]:
@@ -92,7 +98,7 @@ class LabelCheck(Stage):
         self,
         pipeline: Pipeline,
         config: LabelCheckConfig,
-        backend: Backend | None,
+        backend: Scorer | None,
         embedder: Embedder | None,
         seed: int = 0,
     ) -> None:
