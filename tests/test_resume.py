@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -107,4 +108,22 @@ def test_torn_last_line_is_discarded(greedy_pipeline, reference, tmp_path):
     result = run_build(greedy_pipeline, out=out, quiet=True)
     assert result.summary.reused == 11 and result.summary.cached == 1 and result.summary.generated == 0
     assert result.summary.planned == 12
+    assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
+
+
+def test_last_line_cut_inside_a_multibyte_character_is_skipped(greedy_pipeline, reference, tmp_path):
+    out = tmp_path / "torn-utf8"
+    shutil.copytree(reference, out)
+    shard = sorted((out / "shards").glob("*.jsonl"))[-1]
+    lines = shard.read_bytes().splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    last["text"] = "Un café très agréable."
+    cut = json.dumps(last, ensure_ascii=False).encode()
+    cut = cut[: cut.index("é".encode()) + 1]  # the first of é's two bytes
+    shard.write_bytes(b"".join(lines[:-1]) + cut)
+    proc = _cli("resume", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "UnicodeDecodeError" not in proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["reused"], summary["cached"], summary["generated"]) == (11, 1, 0)
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()

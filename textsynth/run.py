@@ -198,15 +198,19 @@ class RunDir:
         return ShardWriter(self.shards / f"shard-{index:05d}.jsonl")
 
     def read_shards(self) -> Iterator[Record]:
-        """Generated records in write order; a torn final line of a shard is skipped."""
+        """Generated records in write order; a torn final line of a shard is skipped.
+
+        Lines are decoded one by one: a write cut inside a multi-byte character is just another
+        torn line, not a reason to stop reading.
+        """
         for shard in sorted(self.shards.glob("shard-*.jsonl")):
-            with shard.open(encoding="utf-8") as fh:
+            with shard.open("rb") as fh:
                 for line in fh:
-                    if not line.endswith("\n"):
+                    if not line.endswith(b"\n"):
                         break  # torn write from a killed process; its record is regenerated
                     try:
-                        yield Record.from_json(line)
-                    except (json.JSONDecodeError, TypeError):
+                        yield Record.from_json(line.decode("utf-8"))
+                    except (UnicodeDecodeError, json.JSONDecodeError, TypeError):
                         continue  # a damaged line is regenerated like a missing one
 
     def write_records(self, records: Iterable[Record]) -> None:
