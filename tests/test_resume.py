@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from textsynth.cli import app
@@ -127,3 +129,74 @@ def test_last_line_cut_inside_a_multibyte_character_is_skipped(greedy_pipeline, 
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (summary["reused"], summary["cached"], summary["generated"]) == (11, 1, 0)
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
+
+
+def test_resume_renders_the_templates_it_started_with(reference, tmp_path):
+    """A template edited after an interruption does not change what `resume` asks for."""
+    project = copy_project(tmp_path / "p")
+    path = edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
+    out = tmp_path / "run"
+    proc = _cli("build", str(path), "--out", str(out), "--quiet", fault="mid_shard:5", signal="INT")
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    user = project / "prompts" / "review_user.jinja"
+    user.write_text(user.read_text() + "\nMention the weather.")
+    proc = _cli("resume", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (summary["reused"], summary["generated"], summary["drift"]) == (5, 7, None)
+    assert "Mention the weather" not in (out / "prompts" / "review_user.jinja").read_text()
+    assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
+
+
+def test_resume_uses_the_cache_it_started_with(greedy_pipeline, tmp_path):
+    out, shared = tmp_path / "run", tmp_path / "shared.sqlite"
+    proc = _cli(
+        "build",
+        str(greedy_pipeline),
+        "--out",
+        str(out),
+        "--cache",
+        str(shared),
+        "--quiet",
+        fault="mid_shard:5",
+        signal="INT",
+    )
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    proc = _cli("resume", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (out / "cache.sqlite").exists()
+    with sqlite3.connect(shared) as db:
+        assert db.execute("SELECT COUNT(*) FROM completions").fetchone()[0] == 12
+
+
+def test_resume_with_seed_taxonomy_columns_merges_them_once(tmp_path):
+    project = copy_project(tmp_path / "p")
+    rows = [("The soup was lovely.", "positive", "lunch"), ("Cold fries again.", "negative", "dinner")] * 3
+    seeds = project / "data" / "seeds.csv"
+    seeds.write_text("text,label,meal\n" + "".join(f"{t},{lab},{m}\n" for t, lab, m in rows))
+    data = yaml.safe_load((project / "pipelines" / "restaurant_reviews.yaml").read_text())
+    data["n"] = 4
+    data["seed_examples"] = {"path": "../data/seeds.csv", "k": 1, "taxonomy_columns": ["meal"]}
+    data["model"] = {"dtype": "float32", "batch_size": 4}
+    data["generation"] = {"max_new_tokens": 16, "temperature": 0}
+    data["quality"] = {
+        "filters": {"min_words": 1, "refusal": False, "form": False, "echo": False, "language": None},
+        "label_check": {"enabled": False},
+        "dedup": {"exact": False, "minhash_threshold": None, "min_cosine_similarity": None},
+        "privacy": {"max_cosine_to_real": 1.0, "max_common_ngram": 64},
+        "top_up_rounds": 0,
+    }
+    path = project / "pipelines" / "seeded.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "run"
+    proc = _cli("build", str(path), "--out", str(out), "--quiet", fault="generation_start", signal="INT")
+    assert proc.returncode == 130 and "interrupted by SIGINT" in proc.stderr, proc.stderr[-2000:]
+    proc = _cli("resume", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["generated"] == 4
+    taxonomy = json.loads((out / "manifest.json").read_text())["config"]["taxonomy"]
+    assert list(taxonomy) == ["aspect", "style", "meal"]
+    assert sorted((v["name"], v["weight"]) for v in taxonomy["meal"]["values"]) == [
+        ("dinner", 3.0),
+        ("lunch", 3.0),
+    ]

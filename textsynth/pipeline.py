@@ -149,10 +149,12 @@ def prepare(
     n: int | None = None,
     seed: int | None = None,
     pipeline_path: Path | None = None,
+    prompt_dir: Path | None = None,
 ) -> Prepared:
     """Validate config, taxonomy and templates, plan, and render every prompt.
 
-    `pipeline_path` locates prompts/ when `source` is an already loaded Pipeline.
+    `pipeline_path` locates prompts/ when `source` is an already loaded Pipeline; `prompt_dir`
+    replaces that lookup (resume renders from the run's own copy of the templates).
     """
     if isinstance(source, Pipeline):
         pipeline, path = source, pipeline_path
@@ -160,7 +162,7 @@ def prepare(
         path = Path(source)
         pipeline = load_pipeline(path)
     pipeline = validate_overrides(pipeline, str(path or pipeline.name), n, seed)
-    dirs = prompt_dirs(path)
+    dirs = [prompt_dir] if prompt_dir else prompt_dirs(path)
     seeds = load_seeds(pipeline, path)
     pipeline = with_seed_taxonomy(pipeline, seeds)
     templates = None if pipeline.steps else PromptTemplates(pipeline, dirs, seeds=seeds)
@@ -315,6 +317,7 @@ def run_build(
     console: Console | None = None,
     executor: str | None = None,
     export: bool = True,
+    prompt_dir: Path | None = None,
 ) -> BuildResult:
     """Build (or continue) a run: generate, check quality, top up, export.
 
@@ -323,7 +326,7 @@ def run_build(
     """
     wall = time.perf_counter()
     console = console or Console(stderr=True, quiet=quiet)
-    prep = prepare(source, n=n, seed=seed, pipeline_path=pipeline_path)
+    prep = prepare(source, n=n, seed=seed, pipeline_path=pipeline_path, prompt_dir=prompt_dir)
     pipeline = prep.pipeline
     if executor is not None:
         pipeline = pipeline.model_copy(
@@ -354,9 +357,12 @@ def run_build(
                 "embedding_model": encoder_name(pipeline.quality.embedding_model),
                 "seed": pipeline.seed,
                 "planned": len(prep.planned),
+                "cache": str(Path(cache_path).resolve()) if cache_path else None,
             }
         )
         run.write_plan(ex.id for ex in prep.planned)
+        if prompt_dir is None:  # resume renders from this copy, whatever happens to prompts/ since
+            run.snapshot_prompts(prompt_dirs(prep.source))
         if drift and not quiet:
             console.print(
                 f"config changed since the last build of {run.path}: {drift.changed} requests changed, "
@@ -546,11 +552,24 @@ def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int]
 
 
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:
-    """Continue a run with the config recorded in its manifest."""
+    """Continue a run with what it started with: the recorded config, the run's copy of the
+    templates and the same completion cache."""
     run, manifest = open_run(run_dir, "resume")
     pipeline = recorded_pipeline(run, manifest)
-    source = manifest.get("pipeline_file")
-    return run_build(pipeline, out=run.path, quiet=quiet, pipeline_path=Path(source) if source else None)
+    columns = pipeline.seed_examples.taxonomy_columns if pipeline.seed_examples else []
+    if columns:  # recorded merged; prepare merges the seed columns again, once
+        kept = {k: v for k, v in pipeline.taxonomy.items() if k not in columns}
+        pipeline = pipeline.model_copy(update={"taxonomy": kept})
+    source, cache = manifest.get("pipeline_file"), manifest.get("cache")
+    snapshot = run.path / "prompts"
+    return run_build(
+        pipeline,
+        out=run.path,
+        quiet=quiet,
+        pipeline_path=Path(source) if source else None,
+        cache_path=Path(cache) if cache else None,
+        prompt_dir=snapshot if snapshot.is_dir() else None,  # runs from before the copy existed
+    )
 
 
 def build(

@@ -141,7 +141,7 @@ class RunDir:
 
     def reset(self) -> None:
         """Forget earlier work (`--force`): shards, cache, snapshots and exports."""
-        for name in ("shards", "dataset"):
+        for name in ("shards", "dataset", "prompts"):
             shutil.rmtree(self.path / name, ignore_errors=True)
         for name in (
             "manifest.json",
@@ -186,6 +186,20 @@ class RunDir:
     def write_plan(self, ids: Iterable[str]) -> None:
         """The ids a build planned (before top-up): the next build tells new requests from unfinished ones."""
         write_atomic(self.plan_path, "".join(f"{rid}\n" for rid in ids))
+
+    def snapshot_prompts(self, dirs: list[Path]) -> None:
+        """Copy the prompt directories into `prompts/`: resume renders from this copy, so a
+        template edited after the run started cannot silently change its requests."""
+        with atomic_dir(self.path / "prompts") as tmp:
+            for root in reversed(dirs):  # the first directory wins, as in template lookups
+                real_root = root.resolve()
+                for folder, _, files in os.walk(root):
+                    for name in files:
+                        src = Path(folder) / name
+                        if src.is_file() and src.resolve().is_relative_to(real_root):
+                            dest = tmp / src.relative_to(root)
+                            dest.parent.mkdir(parents=True, exist_ok=True)
+                            shutil.copyfile(src, dest)
 
     def read_plan(self) -> set[str] | None:
         return set(self.plan_path.read_text(encoding="utf-8").split()) if self.plan_path.exists() else None
