@@ -200,6 +200,14 @@ CASES: dict[str, tuple[Setup, str]] = {
     "top_p_zero": (_yaml("  top_p: 0.95", "  top_p: 0"), "generation.top_p"),
     "bad_dtype": (_yaml("  dtype: auto", "  dtype: int3"), "model.dtype"),
     "negative_n_in_yaml": (_yaml("n: 60", "n: -5"), "n: Input should be greater than or equal to 1"),
+    "huge_n_in_yaml": (_yaml("n: 60", "n: 6000000000"), "n: Input should be less than or equal to 1000000"),
+    "huge_label_count": (
+        _yaml(
+            "    description: The reviewer is unhappy",
+            "    count: 99999999999\n    description: The reviewer is unhappy",
+        ),
+        "labels.1.count: Input should be less than or equal to 1000000 (lower it",
+    ),
     "no_n_no_counts": (_yaml("n: 60", "# no n"), "set `n`"),
     "counts_on_some_labels": (
         _yaml(
@@ -263,6 +271,7 @@ CASES: dict[str, tuple[Setup, str]] = {
     "negative_n_option": (_args("--n", "-4"), "--n -4"),
     "zero_n_option": (_args("--n", "0"), "--n 0"),
     "negative_seed_option": (_args("--seed", "-1"), "--seed -1"),
+    "huge_n_option": (_args("--n", "7000000000"), "--n 7000000000: at most 1000000 examples per run"),
     # run directory
     "out_under_a_file": (_out_under_file, "is a file"),
     "out_is_a_file": (_out_is_file, "not a directory"),

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from textsynth.errors import ConfigError
 
 SCHEMA_VERSION = 1
+# The plan holds every request in memory (about 1 kB each with its rendered prompt): a typo of a
+# few zeros in `n` must be an error, not minutes of swapping. Bigger datasets: several runs.
+MAX_EXAMPLES = 1_000_000
 BASE_VARIABLES = ("label", "label_description", "labels", "task_description")
 
 
@@ -39,7 +42,10 @@ class Value(ConfigBase):
     name: str = Field(min_length=1, description="The value as templates see it, e.g. 'blender'.")
     weight: float = Field(1.0, gt=0, description="Relative share of examples that get this value.")
     count: int | None = Field(
-        None, ge=0, description="Exact examples per label with this value (oversample an edge case)."
+        None,
+        ge=0,
+        le=MAX_EXAMPLES,
+        description="Exact examples per label with this value (oversample an edge case).",
     )
     edge_case: bool = Field(False, description="Marks a rare case real data lacks; listed in the card.")
     children: dict[str, Attribute] = Field(
@@ -75,7 +81,9 @@ class Label(ConfigBase):
 
     name: str = Field(min_length=1, description="ClassLabel name, e.g. 'positive'.")
     description: str = Field(min_length=1, description="What a text of this label is like.")
-    count: int | None = Field(None, ge=0, description="Exact number of examples of this label.")
+    count: int | None = Field(
+        None, ge=0, le=MAX_EXAMPLES, description="Exact number of examples of this label."
+    )
     weight: float = Field(1.0, gt=0, description="Share of `n` when `count` is not given.")
     taxonomy: dict[str, Attribute] = Field(
         default_factory=dict, description="Attributes used only for this label (e.g. sub-topics)."
@@ -349,7 +357,9 @@ class Pipeline(ConfigBase):
         "classification", description="'classification' (labels) or 'generation' (steps, no labels)."
     )
     seed: int = Field(0, ge=0, description="Pipeline seed; every random choice derives from it.")
-    n: int | None = Field(None, ge=1, description="Total examples when labels give no counts.")
+    n: int | None = Field(
+        None, ge=1, le=MAX_EXAMPLES, description="Total examples when labels give no counts."
+    )
     labels: list[Label] = Field(
         default_factory=list, description="Classes; at least two, or none for a generation task."
     )
@@ -489,6 +499,7 @@ _FIXES = {
     "extra_forbidden": "remove it or fix its spelling",
     "literal_error": "use one of the allowed values",
     "too_short": "add at least one entry",
+    "less_than_equal": "lower it; for more, build several runs",
 }
 
 
@@ -565,6 +576,8 @@ def validate_overrides(pipeline: Pipeline, source: str, n: int | None, seed: int
     """Apply CLI overrides, reporting a bad value as an error of the option."""
     if n is not None and n < 1:
         raise ConfigError(f"--n {n}: must be a positive number of examples")
+    if n is not None and n > MAX_EXAMPLES:
+        raise ConfigError(f"--n {n}: at most {MAX_EXAMPLES} examples per run; for more, build several runs")
     if seed is not None and seed < 0:
         raise ConfigError(f"--seed {seed}: must be 0 or more")
     try:
