@@ -297,7 +297,7 @@ def export_cmd(
     """
     from textsynth.config import Pipeline
     from textsynth.export import FORMATS, ExportOptions, parse_ratios
-    from textsynth.pipeline import export_run
+    from textsynth.pipeline import export_run, open_run
     from textsynth.readers import read_real
     from textsynth.run import RunDir
 
@@ -317,7 +317,9 @@ def export_cmd(
         ngram=ngram,
         seed=int(manifest["seed"]) if manifest else 0,
     )
-    dataset = export_run(run_dir, opts)
+    run, _ = open_run(run_dir, "export")
+    with run.lock():  # a build, review or second export on this run waits its turn
+        dataset = export_run(run_dir, opts)
     Console().print(f"exported {run_dir}: " + ", ".join(f"{k} {len(v)}" for k, v in dataset.items()))
 
 
@@ -485,10 +487,12 @@ def review_export(
 
     Example: textsynth review export runs/sentiment
     """
+    from textsynth.pipeline import open_run
     from textsynth.review import write_sheet
-    from textsynth.run import RunDir
 
-    sheet, page = write_sheet(RunDir(run_dir), RunDir(run_dir).read_records())
+    run, _ = open_run(run_dir, "review")
+    with run.lock():
+        sheet, page = write_sheet(run, run.read_records())
     Console().print(f"wrote {sheet} and {page}; fill decision / corrected_label / comment", highlight=False)
 
 
@@ -561,7 +565,8 @@ def compare(
     names = recorded_pipeline(run, manifest).label_names
     data = read_real(real, names, text_col, label_col, label_map)
     train = read_real(real_train, names, text_col, label_col, label_map) if real_train else None
-    result = compare_run(run, data, train, int(manifest.get("seed", 0)), coverage_cosine)
+    with run.lock():  # writes compare.json
+        result = compare_run(run, data, train, int(manifest.get("seed", 0)), coverage_cosine)
     console = Console()
     for title, header, rows in compare_tables(result):
         table = Table(title=title)

@@ -7,6 +7,8 @@ per batch; everything after generation is derived from the shards and rewritten 
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import io
 import json
 import os
 import platform
@@ -46,11 +48,12 @@ def naming(path: Path) -> Iterator[None]:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write a file so that readers see the old or the new content, never a torn one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    binary = isinstance(text, bytes)
     try:
-        with naming(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with naming(path), os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -238,20 +241,29 @@ class RunDir:
         import numpy as np
 
         with_text = [r for r in records if r.text]
-        vectors = embedder([r.text or "" for r in with_text])
-        np.save(self.path / "embeddings.npy", vectors)
-        meta = {"model": model, "ids": [r.id for r in with_text]}
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(embedder([r.text or "" for r in with_text])))
+        data = buffer.getvalue()
+        write_atomic(self.path / "embeddings.npy", data)
+        meta = {"model": model, "ids": [r.id for r in with_text], "sha256": hashlib.sha256(data).hexdigest()}
         write_atomic(self.path / "embeddings.json", json.dumps(meta) + "\n")
 
     def read_embeddings(self) -> dict[str, Any]:
-        """Stored vectors by record id (see write_embeddings)."""
+        """Stored vectors by record id; the ids file names the exact vectors file it belongs to
+        (its sha256), so a pair from two different builds is an error, not a silent misalignment."""
         import numpy as np
 
-        meta_path = self.path / "embeddings.json"
-        if not meta_path.exists():
+        meta_path, npy = self.path / "embeddings.json", self.path / "embeddings.npy"
+        if not meta_path.exists() or not npy.exists():
             raise RunDirError(f"{meta_path}: missing; rebuild the run to store embeddings")
-        ids = json.loads(meta_path.read_text())["ids"]
-        return dict(zip(ids, np.load(self.path / "embeddings.npy")))
+        meta, data = json.loads(meta_path.read_text()), npy.read_bytes()
+        vectors = np.load(io.BytesIO(data))
+        if meta.get("sha256") != hashlib.sha256(data).hexdigest() or len(vectors) != len(meta["ids"]):
+            raise RunDirError(
+                f"{npy}: does not belong to {meta_path.name} (a build stopped between them, or an "
+                f"old run); store them again with `textsynth resume {self.path}`"
+            )
+        return dict(zip(meta["ids"], vectors))
 
     def read_records(self) -> list[Record]:
         if not self.records_path.exists():
