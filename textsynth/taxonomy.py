@@ -1,21 +1,26 @@
-"""Seed taxonomy → deterministic plan of requests, balanced by construction.
+"""Seed taxonomy → deterministic plan of requests, prefix-stable and changed only where it must.
 
-Each label's count is split over every attribute's values by weight (largest remainder), so
-the marginals are exact; values are then joined at random. Every random choice uses a generator
-derived from the pipeline seed and the part of the config it concerns, so editing one attribute
-leaves the assignments of the others as they were, and a record id depends on its content only.
+Label counts are exact (a smooth round robin over `n`, so growing `n` only adds). Within a label,
+row k's value of each attribute is decided by hashes of the pipeline seed, the
+label, the attribute and the rows before it (never the rows after it): a longer plan starts with
+the rows of a shorter one (same leaves, so the same ids and seeds), and a value appended to an
+attribute changes only the rows it takes. Every value stays within a few rows of its weighted
+share; values with a `count` are exact. A record id depends on its content only: label, leaf,
+templates and its occurrence number at that leaf.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import random
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from textsynth.config import ALL, Attribute, Pipeline
+from textsynth.config import ALL, Attribute, Pipeline, Value
 from textsynth.errors import ConfigError
+
+DRAWS = 16  # new draws for a row whose leaf is full, before taking the first leaf with room
 
 
 @dataclass(frozen=True)
@@ -48,19 +53,20 @@ def derived_seed(*parts: object) -> int:
     return int(stable_hash(*parts)[:16], 16) >> 2
 
 
-def _rng(*parts: object) -> random.Random:
-    return random.Random(derived_seed(*parts))
+def split(count: int, weights: list[float]) -> list[int]:
+    """Split `count` by weight as a smooth weighted round robin over `count` turns.
 
-
-def allocate(count: int, weights: list[float], rng: random.Random) -> list[int]:
-    """Split `count` by weight: floors first, the remainder to the largest fractions."""
-    total = sum(weights)
-    quotas = [count * w / total for w in weights]
-    base = [math.floor(q) for q in quotas]
-    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - base[i]), rng.random()))
-    for i in order[: count - sum(base)]:
-        base[i] += 1
-    return base
+    Each share is within one of `count * w / total`, and a larger `count` never gives any part
+    less: growing `n` only adds requests.
+    """
+    total, current, counts = sum(weights), [0.0] * len(weights), [0] * len(weights)
+    for _ in range(count):
+        for i, w in enumerate(weights):
+            current[i] += w
+        best = max(range(len(weights)), key=current.__getitem__)
+        current[best] -= total
+        counts[best] += 1
+    return counts
 
 
 def attribute_order(pipeline: Pipeline) -> list[str]:
@@ -88,40 +94,95 @@ def count_leaves(taxonomy: dict[str, Attribute]) -> int:
     return total
 
 
-def _value_counts(count: int, attr: Attribute, rng: random.Random) -> list[int]:
-    """Values with a `count` get exactly that (as far as `count` allows); the rest split by weight."""
-    fixed = [min(v.count, count) if v.count is not None else None for v in attr.values]
-    left = count
-    for i, c in enumerate(fixed):
-        if c is not None:
-            fixed[i] = min(c, left)
-            left -= fixed[i] or 0
-    free = [i for i, c in enumerate(fixed) if c is None] or list(range(len(fixed)))
-    shares = allocate(left, [attr.values[i].weight for i in free], rng)
-    for i, c in zip(free, shares):
-        fixed[i] = (fixed[i] or 0) + c
-    return [int(c or 0) for c in fixed]
+def _leaves(taxonomy: dict[str, Attribute]) -> Iterator[dict[str, str]]:
+    """Every attribute combination, in YAML order."""
+    if not taxonomy:
+        yield {}
+        return
+    (name, attr), *rest = taxonomy.items()
+    for value in attr.values:
+        for below in _leaves(value.children):
+            for after in _leaves(dict(rest)):
+                yield {name: value.name, **below, **after}
 
 
-def _assign(
-    count: int, taxonomy: dict[str, Attribute], seed: int, scope: str, attempt: int
-) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = [{} for _ in range(count)]
+def _rendezvous(values: list[Value], *key: object) -> Value:
+    """The value with the highest weighted rendezvous score for `key` (P = weight / total)."""
+    return max(values, key=lambda v: v.weight / -math.log((derived_seed(*key, v.name) + 0.5) / 2**62))
+
+
+def _block_start(block: int, share: float) -> int:
+    """The first position m with floor(m * share) == block (exact despite float rounding)."""
+    m = math.ceil(block / share)
+    while m > 0 and math.floor((m - 1) * share) >= block:
+        m -= 1
+    while math.floor(m * share) < block:
+        m += 1
+    return m
+
+
+def _moves(position: int, share: float, *key: object) -> bool:
+    """Whether the row at `position` of a stream moves to a newly added value.
+
+    One row at random out of each block of about 1/share rows moves, so every prefix of the
+    stream moves floor or ceil of its length × share, and whether a row moves never depends on
+    the rows after it.
+    """
+    if share >= 1:
+        return True
+    block = math.floor(position * share)
+    first, after = _block_start(block, share), _block_start(block + 1, share)
+    return position == first + derived_seed(*key, block) % (after - first)
+
+
+Step = tuple[str, ...]  # a counter key of `seen`
+
+
+def _choose(attr: Attribute, seen: Counter[Step], key: Step, steps: list[Step]) -> Value:
+    """The next row's value in this scope; the counters it advanced are appended to `steps`.
+
+    Values with a `count` take the first rows (YAML order). The others are added one after
+    another: value j takes its share w_j / (w_1 + … + w_j) of the rows each earlier value holds,
+    evenly spread (see _moves). Every value stays within a few rows of its weighted share at
+    every length of the plan, and a value appended to the YAML moves only the rows it takes.
+    """
+    index = seen[key]
+    steps.append(key)
+    for value in attr.values:
+        if value.count is not None:
+            if index < value.count:
+                return value
+            index -= value.count
+    free = [v for v in attr.values if v.count is None] or attr.values
+    current, total = free[0], free[0].weight
+    for value in free[1:]:
+        total += value.weight
+        stream = (*key, value.name, current.name)
+        steps.append(stream)
+        if _moves(seen[stream], value.weight / total, *stream):
+            current = value
+    return current
+
+
+def _row(
+    taxonomy: dict[str, Attribute], seen: Counter[Step], seed: int, scope: str, attempt: int
+) -> tuple[dict[str, str], list[Step]]:
+    """One row's attributes and the counters to advance if it is taken.
+
+    The first draw of a row is the balanced one; a redraw (its leaf is full) is a weighted
+    rendezvous draw keyed on the attempt.
+    """
+    row: dict[str, str] = {}
+    steps: list[Step] = []
     for name, attr in taxonomy.items():
-        rng = _rng(seed, scope, name, attempt)
-        counts = _value_counts(count, attr, rng)
-        chosen = [v for v, c in zip(attr.values, counts) for _ in range(c)]
-        rng.shuffle(chosen)
-        for row, value in zip(rows, chosen):
-            row[name] = value.name
-        for value in attr.values:
-            if not value.children:
-                continue
-            idx = [i for i, v in enumerate(chosen) if v is value]
-            sub = _assign(len(idx), value.children, seed, f"{scope}/{name}={value.name}", attempt)
-            for i, extra in zip(idx, sub):
-                rows[i].update(extra)
-    return rows
+        key = (str(seed), scope, name)
+        value = _choose(attr, seen, key, steps) if attempt == 0 else _rendezvous(attr.values, *key, attempt)
+        row[name] = value.name
+        if value.children:
+            below, inner = _row(value.children, seen, seed, f"{scope}/{name}={value.name}", attempt)
+            row.update(below)
+            steps += inner
+    return row, steps
 
 
 def label_counts(pipeline: Pipeline) -> dict[str, int]:
@@ -130,30 +191,38 @@ def label_counts(pipeline: Pipeline) -> dict[str, int]:
         return {ALL: pipeline.n or 0}
     if pipeline.labels[0].count is not None:
         return {lab.name: int(lab.count or 0) for lab in pipeline.labels}
-    split = allocate(pipeline.n or 0, [lab.weight for lab in pipeline.labels], _rng(pipeline.seed, "labels"))
-    return {lab.name: c for lab, c in zip(pipeline.labels, split)}
+    shares = split(pipeline.n or 0, [lab.weight for lab in pipeline.labels])
+    return {lab.name: c for lab, c in zip(pipeline.labels, shares)}
 
 
 def _leaf_rows(pipeline: Pipeline, label_name: str, count: int) -> list[dict[str, str]]:
+    """Rows drawn one after another, each from its own position: the first k rows of a longer
+    plan are the rows of a shorter one. Under `max_per_leaf` a row whose leaf is full draws
+    again, and after a few draws takes the first leaf with room, so a feasible cap always fits."""
     label = next((lab for lab in pipeline.labels if lab.name == label_name), None)
     taxonomy = {**pipeline.taxonomy, **(label.taxonomy if label else {})}
     cap = pipeline.max_per_leaf
-    if cap is None:
-        return _assign(count, taxonomy, pipeline.seed, label_name, 0)
-    leaves = count_leaves(taxonomy)
-    if count > cap * leaves:
+    if cap is not None and count > cap * count_leaves(taxonomy):
+        leaves = count_leaves(taxonomy)
         raise ConfigError(
             f"max_per_leaf: label {label_name!r} needs {count} examples but {leaves} leaves × "
             f"max_per_leaf {cap} allow {cap * leaves}; lower n, add taxonomy values or raise the cap"
         )
-    for attempt in range(50):
-        rows = _assign(count, taxonomy, pipeline.seed, label_name, attempt)
-        if max(Counter(leaf_key(r) for r in rows).values(), default=0) <= cap:
-            return rows
-    raise ConfigError(
-        f"max_per_leaf: could not place {count} {label_name!r} examples with at most {cap} per "
-        "leaf after 50 draws; raise max_per_leaf or add taxonomy values"
-    )
+    seen: Counter[Step] = Counter()
+    used: Counter[str] = Counter()
+    rows = []
+    for _ in range(count):
+        for attempt in range(DRAWS):
+            row, steps = _row(taxonomy, seen, pipeline.seed, label_name, attempt)
+            if cap is None or used[leaf_key(row)] < cap:
+                break
+        else:
+            row, steps = next(r for r in _leaves(taxonomy) if used[leaf_key(r)] < (cap or 0)), []
+        if attempt == 0:
+            seen.update(steps)
+        used[leaf_key(row)] += 1
+        rows.append(row)
+    return rows
 
 
 def plan(pipeline: Pipeline, template_key: str) -> list[PlannedExample]:
