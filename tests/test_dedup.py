@@ -68,3 +68,28 @@ def test_no_duplicate_pair_loses_both_and_representatives_are_kept(items):
             rep = by_id[r.reasons[0].split(":")[1]]
             assert rep.status == "kept"  # no chains: the representative itself survived
             assert (rep.scores["quality"], -int(rep.id[1:])) >= (r.scores["quality"], -int(r.id[1:]))
+
+
+def test_minhash_permutations_follow_the_pipeline_seed(monkeypatch):
+    from datasketch import MinHash
+
+    from textsynth.taxonomy import derived_seed
+
+    used: list[int] = []
+    generator = MinHash.generator
+
+    def spy(*args, **kwargs):
+        used.append(kwargs["seed"])
+        return generator(*args, **kwargs)
+
+    monkeypatch.setattr(MinHash, "generator", spy)
+    texts = ["The kettle boils fast and looks good.", "The kettle boils fast and looks good!!", "Bad shoes."]
+    verdicts = []
+    for pipeline_seed in (7, 8):
+        records = [rec(f"r{i}", t) for i, t in enumerate(texts)]
+        for r in records:
+            r.generation["seed"] = derived_seed(pipeline_seed, r.id)
+        Dedup(DedupConfig(exact=False, min_cosine_similarity=None), None).run(records)
+        verdicts.append([r.reasons for r in records])
+    assert len(used) == 2 and used[0] != used[1] and 1 not in used
+    assert verdicts[0] == verdicts[1] == [[], ["duplicate_of:r0"], []]

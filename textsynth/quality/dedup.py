@@ -67,14 +67,15 @@ class Dedup(Stage):
             groups[r.label if self.config.scope == "label" else "*"].append(r)
         for group in groups.values():
             ordered = quality_order(group)
+            seed = pipeline_seed_of(ordered)
             for r in ordered:
                 r.cluster = r.id
             if self.config.exact:
                 ordered = self._exact(ordered)
             if self.config.minhash_threshold is not None:
-                ordered = self._minhash(ordered, self.config.minhash_threshold)
+                ordered = self._minhash(ordered, self.config.minhash_threshold, seed)
             if self.config.min_cosine_similarity is not None and self.embedder is not None:
-                self._semantic(ordered, self.config.min_cosine_similarity)
+                self._semantic(ordered, self.config.min_cosine_similarity, seed)
 
     @staticmethod
     def _exact(ordered: list[Record]) -> list[Record]:
@@ -90,14 +91,15 @@ class Dedup(Stage):
         return survivors
 
     @staticmethod
-    def _minhash(ordered: list[Record], threshold: float) -> list[Record]:
+    def _minhash(ordered: list[Record], threshold: float, seed: int) -> list[Record]:
         from datasketch import MinHash, MinHashLSH
 
         lsh = MinHashLSH(threshold=threshold, num_perm=128)
         kept: dict[str, tuple[Record, set[str]]] = {}
         survivors = []
         grams_of = [shingles(r.text or "") for r in ordered]
-        hashes = MinHash.generator(([g.encode() for g in grams] for grams in grams_of), num_perm=128, seed=1)
+        grams_bytes = ([g.encode() for g in grams] for grams in grams_of)
+        hashes = MinHash.generator(grams_bytes, num_perm=128, seed=seed % 2**32)
         for r, grams, mh in zip(ordered, grams_of, hashes):  # the generator reuses one permutation set
             best, best_sim = None, 0.0
             for cand in lsh.query(mh):
@@ -112,23 +114,30 @@ class Dedup(Stage):
             survivors.append(r)
         return survivors
 
-    def _semantic(self, ordered: list[Record], threshold: float) -> None:
+    def _semantic(self, ordered: list[Record], threshold: float, seed: int) -> None:
         if not ordered or self.embedder is None:
             return
         vectors = self.embedder([r.text or "" for r in ordered])
         for r, v in zip(ordered, vectors):
             self.vectors[r.id] = v
-        for i, j, sim in semantic_duplicates(vectors, threshold):
+        for i, j, sim in semantic_duplicates(vectors, threshold, seed):
             _mark(ordered[i], ordered[j], "semantic", sim)
 
 
-def semantic_duplicates(vectors: np.ndarray, threshold: float) -> list[tuple[int, int, float]]:
+def pipeline_seed_of(records: list[Record]) -> int:
+    """A seed for MinHash permutations and the k-means of large dedups, derived from the pipeline
+    seed: every record's generation seed is derived from it (and the record id), so their
+    smallest is too; records that were never generated give 0."""
+    return min((int(r.generation.get("seed", 0)) for r in records), default=0)
+
+
+def semantic_duplicates(vectors: np.ndarray, threshold: float, seed: int = 0) -> list[tuple[int, int, float]]:
     """(duplicate row, kept row, cosine) for unit `vectors` visited in row order.
 
     A row is a duplicate of its most similar earlier row that was itself kept; an earlier row's
     verdict is final before any later row is looked at, so there are no chains.
     """
-    later, earlier, sims = similar_pairs(vectors, threshold)
+    later, earlier, sims = similar_pairs(vectors, threshold, seed=seed)
     order = np.lexsort((-sims, later))
     kept = [True] * len(vectors)
     out = []

@@ -38,7 +38,7 @@ def _ivf(vectors: torch.Tensor, threshold: float, nprobe: int, seed: int):
     nlist = max(1, int(np.sqrt(n)))
     nprobe = min(nprobe, nlist)
     flat = vectors.numpy()
-    kmeans = faiss.Kmeans(d, nlist, niter=10, seed=seed, spherical=True, min_points_per_centroid=1)
+    kmeans = faiss.Kmeans(d, nlist, niter=10, seed=seed % 2**31, spherical=True, min_points_per_centroid=1)
     rng = np.random.default_rng(seed)
     kmeans.train(flat[rng.choice(n, size=min(n, 32 * nlist), replace=False)])
     centroids = torch.from_numpy(kmeans.centroids)
