@@ -148,3 +148,21 @@ def test_llama_cpp_server_generates_and_scores(tmp_path):
         llama.stop()
     assert result.summary.generated == 6
     assert "zero_shot" in result.summary.label_signals, "label choices scored from the server's logprobs"
+
+
+def test_json_step_sends_its_schema_as_response_format():
+    from textsynth.backends.base import Request
+    from textsynth.backends.grammar import json_schema
+    from textsynth.backends.openai import OpenAIBackend
+    from textsynth.config import GenerationParams
+
+    backend = OpenAIBackend(ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1"))
+    schema = json_schema({"question": "str", "n": "int"})
+    messages = [{"role": "user", "content": "Ask."}]
+    _, body = backend._request(Request("r", messages, 1, schema=schema), GenerationParams())
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+    _, plain = backend._request(Request("r", messages, 1), GenerationParams())
+    assert "response_format" not in plain  # text steps send what they sent before

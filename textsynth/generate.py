@@ -39,8 +39,12 @@ def request_fingerprint(
     params: GenerationParams,
     seed: int,
     negative: list[dict[str, str]] | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> str:
-    """Everything that decides a completion; batch size, device and threads are not part of it."""
+    """Everything that decides a completion; batch size, device and threads are not part of it.
+
+    Guidance and a decoding schema enter only when on, so caches made without them stay valid.
+    """
     body: dict[str, Any] = {
         "model": [model.model_id, model.revision, model.dtype],
         "messages": messages,
@@ -49,6 +53,8 @@ def request_fingerprint(
     }
     if params.guidance_scale != 1:
         body["negative"] = negative
+    if schema is not None:
+        body["schema"] = schema
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

@@ -3,10 +3,12 @@
 Steps run one after another over all examples, so each is one batched backend call. Every
 completion goes to the completion cache as its batch finishes: after a crash, rendering a step
 again with the same earlier outputs gives the same fingerprints, so finished steps are cache hits
-and nothing is generated twice. A JSON step is parsed with a pydantic model built from its
-`fields`; an invalid output is retried with a fresh seed up to `retries` times, then the example
-is rejected `unparseable`, never kept with a missing field. A judge step scores each criterion by
-the likelihood of each allowed score (a constrained choice), stored as `scores.judge_<criterion>`.
+and nothing is generated twice. A JSON step is decoded to the JSON schema of its `fields`
+(backends/grammar.py), so it parses, and checked with a pydantic model built from them; an output
+that still fails (cut at `max_new_tokens`) is retried with a fresh seed up to `retries` times,
+then the example is rejected `unparseable`, never kept with a missing field. A judge step scores
+each criterion by the likelihood of each allowed score (a constrained choice), stored as
+`scores.judge_<criterion>`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rich.progress import Progress
 
 from textsynth import faults
 from textsynth.backends import Backend, Completion, Request, make_backend
+from textsynth.backends.grammar import json_schema
 from textsynth.cache import CompletionCache
 from textsynth.config import GenerationParams, ModelConfig, Pipeline, Step
 from textsynth.errors import Interrupted, TemplateError
@@ -58,6 +61,11 @@ def step_templates(
         judge = JUDGE_VARIABLES if step.judge else ()
         out[step.name] = PromptTemplates(pipeline, dirs, step.templates, earlier + judge, later, seeds)
     return out
+
+
+def _schema(step: Step) -> dict[str, Any] | None:
+    """The JSON schema a JSON step is decoded to; None for text."""
+    return json_schema(step.fields) if step.output == "json" else None
 
 
 @dataclass
@@ -141,7 +149,7 @@ class StepRunner:
                     "tokens": completion.tokens,
                     "template_sha": self.templates[step.name].shas,
                     "fingerprint": request_fingerprint(
-                        self._identity(step), messages[rid], params, seeds[rid]
+                        self._identity(step), messages[rid], params, seeds[rid], schema=_schema(step)
                     ),
                     "attempts": attempt + 1,
                 }
@@ -180,12 +188,15 @@ class StepRunner:
         seeds: dict[str, int],
         params: GenerationParams,
     ) -> dict[str, Completion]:
-        model = self._identity(step)
-        fps = {rid: request_fingerprint(model, m, params, seeds[rid]) for rid, m in messages.items()}
+        model, schema = self._identity(step), _schema(step)
+        fps = {
+            rid: request_fingerprint(model, m, params, seeds[rid], schema=schema)
+            for rid, m in messages.items()
+        }
         hits = self.cache.get_many(fps.values())
         done = {rid: hits[fp] for rid, fp in fps.items() if fp in hits}
         self.stats.cached += len(done)
-        todo = [Request(rid, messages[rid], seeds[rid]) for rid in fps if rid not in done]
+        todo = [Request(rid, messages[rid], seeds[rid], schema=schema) for rid in fps if rid not in done]
         if not todo:
             return done
         engine, _ = self.engine(step)

@@ -16,13 +16,15 @@ class Request:
     """One prompt to complete; `seed` alone decides its random choices.
 
     `negative` is the guidance prompt (the same request naming another label), decoded beside it
-    when `guidance_scale` > 1.
+    when `guidance_scale` > 1. `schema` is the JSON schema a JSON step's completion must fit;
+    every backend constrains decoding to it, so the completion parses.
     """
 
     id: str
     messages: list[dict[str, str]]
     seed: int
     negative: list[dict[str, str]] | None = None
+    schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,16 @@ What `model.generate` leaves on the table on a CPU, and what this loop does inst
 Classifier-free guidance (Sanchez et al., 2023): an item may carry a second prompt (the same
 request naming another label). Its row sits right after its primary, receives the primary's
 tokens, and ends with it; the primary samples from other + γ·(own − other) in log-probs.
+
+Grammar-constrained rows (grammar.py): a row may carry a matcher; before sampling, every token
+its grammar forbids is masked to -inf, the sampled token advances it, and the row ends as soon as
+the grammar leaves only the stop token.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
 
+from textsynth.backends.grammar import RowGrammar, masked
 from textsynth.backends.sampling import sample_next
 from textsynth.config import GenerationParams
 
@@ -34,6 +39,7 @@ class Row:
     seed: int
     tokens: list[int]
     guide: bool = False  # a guidance row: follows its primary, never sampled itself
+    grammar: RowGrammar | None = None  # constrains what this (primary) row may sample
 
 
 Item = tuple[object, int, list[int]]  # (key, seed, prompt ids)
@@ -205,12 +211,16 @@ class DecodeLoop:
 
     @torch.inference_mode()
     def run(
-        self, items: list[GuidedItem], params: GenerationParams
+        self,
+        items: list[GuidedItem],
+        params: GenerationParams,
+        constrain: Callable[[object], RowGrammar | None] | None = None,
     ) -> Iterator[tuple[object, list[int], bool]]:
         """Yield (key, tokens, stopped_on_eos) per item as rows end.
 
         items: (key, seed, prompt ids, guidance prompt ids or None); guidance rows are decoded only
-        when `params.guidance_scale` > 1 and count toward the batch size.
+        when `params.guidance_scale` > 1 and count toward the batch size. `constrain` gives an
+        item's key a fresh grammar matcher, or None for free decoding.
         """
         guided = params.guidance_scale != 1
         units = [
@@ -228,6 +238,8 @@ class DecodeLoop:
                 while queue and (not take or len(take) + len(queue[0]) <= free):
                     take += queue.popleft()
                 fresh = self._prefill([row for row, _ in take], prefix, plen, [g for _, g in take])
+                for row in fresh.rows:
+                    row.grammar = constrain(row.key) if constrain and not row.guide else None
                 active = self._merge(active, fresh)
             if active is None:
                 break
@@ -235,12 +247,17 @@ class DecodeLoop:
             rows = [active.rows[i] for i in primary]
             seeds = np.array([r.seed for r in rows], dtype=np.uint64)
             steps = np.array([len(r.tokens) for r in rows], dtype=np.uint64)
+            logits = masked(logits, [r.grammar for r in rows])
             chosen = sample_next(logits, seeds, steps, params).tolist()
             keep: list[int] = []
             token_list: list[int] = []
             for i, t in zip(primary, chosen):
                 row = active.rows[i]
                 row.tokens.append(t)
+                forced = row.grammar.accept(t) if row.grammar else None
+                if forced is not None and len(row.tokens) < params.max_new_tokens:
+                    row.tokens.append(forced)
+                    t = forced
                 partner = i + 1 < len(active.rows) and active.rows[i + 1].guide
                 if t in self.eos_set or len(row.tokens) >= params.max_new_tokens:
                     yield row.key, row.tokens, t in self.eos_set

@@ -62,6 +62,11 @@ class OpenAIBackend(Backend):
         }
         if params.top_k and self.config.send_top_k:
             body["top_k"] = params.top_k
+        if req.schema is not None:  # llama.cpp's server and vLLM decode to it; OpenAI requires strict
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": req.schema, "strict": True},
+            }
         if self.config.api == "completions":
             body["prompt"] = "\n\n".join(m["content"] for m in req.messages)
             return "/completions", body
@@ -81,7 +86,10 @@ class OpenAIBackend(Backend):
                     return response.json()
                 problem = f"HTTP {response.status_code} {response.text[:160]!r}"
                 if response.status_code < 500 and response.status_code not in RETRY_STATUS:
-                    raise ModelError(f"{where}: {problem} (check model.name and model.base_url)")
+                    hint = "check model.name and model.base_url"
+                    if "response_format" in body:
+                        hint = "JSON steps need a json_schema response_format: vLLM, llama-server"
+                    raise ModelError(f"{where}: {problem} ({hint})")
                 wait = retry_after(response) or backoff(attempt)
             if attempt == self.config.max_retries:
                 raise ModelError(

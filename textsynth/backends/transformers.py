@@ -10,6 +10,7 @@ import torch
 
 from textsynth.backends.base import Backend, Completion, Request
 from textsynth.backends.decode import DecodeLoop
+from textsynth.backends.grammar import Grammars, RowGrammar
 from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ConfigError
 from textsynth.models import LoadedModel, load_model
@@ -31,6 +32,7 @@ class TransformersBackend(Backend):
         self.eos = torch.tensor(sorted({e for e in eos_ids if e is not None}))
         forward_args = inspect.signature(self.loaded.model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
+        self._grammars: Grammars | None = None
 
     @property
     def context_length(self) -> int:
@@ -87,6 +89,16 @@ class TransformersBackend(Backend):
                 totals[key] = float(steps.gather(-1, targets[:, None]).sum())
         return totals.reshape(len(prompts), len(choices))
 
+    def _grammar(self, request: object) -> RowGrammar | None:
+        """A matcher for a request with a schema; the tokenizer is indexed on first use."""
+        schema = request.schema if isinstance(request, Request) else None
+        if schema is None:
+            return None
+        if self._grammars is None:
+            vocab = self.loaded.model.get_output_embeddings().weight.shape[0]
+            self._grammars = Grammars(self.loaded.tokenizer, vocab, self.eos.tolist())
+        return self._grammars.row(schema)
+
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
         loop = self._loop()
@@ -94,7 +106,7 @@ class TransformersBackend(Backend):
         items = [
             (r, r.seed, ids, self.encode(r.negative) if guided and r.negative else None) for r, ids in encoded
         ]
-        for request, tokens, stopped in loop.run(items, params):
+        for request, tokens, stopped in loop.run(items, params, self._grammar):
             body = tokens[:-1] if stopped else tokens
             text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
             yield Completion(request.id, text, len(tokens), "stop" if stopped else "length")

@@ -2,12 +2,14 @@
 
 vLLM schedules its own continuous batch, so all requests go to one `LLM.chat` call per
 `batch_size` slice; each request's `SamplingParams.seed` is the record's seed, so a record's
-sample does not depend on its neighbours, as with the transformers backend.
+sample does not depend on its neighbours, as with the transformers backend. A request with a
+JSON schema is decoded to it with vLLM's structured outputs (guided decoding before 0.11).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,9 +47,20 @@ class VLLMBackend(Backend):
         self.dtype = ident.dtype
         self.llm = LLM(model=ident.source, dtype=ident.dtype, seed=0)
 
-    def _params(self, params: GenerationParams, seed: int, **extra: object):
+    def _params(
+        self, params: GenerationParams, seed: int, schema: dict[str, Any] | None = None, **extra: object
+    ):
         from vllm import SamplingParams
 
+        if schema is not None:
+            try:
+                from vllm.sampling_params import StructuredOutputsParams
+
+                extra["structured_outputs"] = StructuredOutputsParams(json=schema)
+            except ImportError:  # vLLM < 0.11
+                from vllm.sampling_params import GuidedDecodingParams
+
+                extra["guided_decoding"] = GuidedDecodingParams(json=schema)
         return SamplingParams(
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
@@ -62,7 +75,9 @@ class VLLMBackend(Backend):
         for start in range(0, len(requests), step):
             chunk = requests[start : start + step]
             outputs = self.llm.chat(
-                [r.messages for r in chunk], [self._params(params, r.seed) for r in chunk], use_tqdm=False
+                [r.messages for r in chunk],
+                [self._params(params, r.seed, r.schema) for r in chunk],
+                use_tqdm=False,
             )
             for req, out in zip(chunk, outputs):
                 first = out.outputs[0]
