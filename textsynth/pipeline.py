@@ -32,6 +32,7 @@ from textsynth.export import ExportOptions, export
 from textsynth.funnel import Funnel
 from textsynth.generate import GenerationStats, WorkItem, generate_all, request_fingerprint
 from textsynth.models import ModelIdentity, identify
+from textsynth.quality.base import Stage
 from textsynth.quality.chain import run_quality
 from textsynth.quality.diversity import diversity_report
 from textsynth.quality.labelcheck import LabelCheck
@@ -378,6 +379,19 @@ def run_build(
         embedder = TextEmbedder(pipeline.quality.embedding_model, console)
         cache = CompletionCache(Path(cache_path) if cache_path else run.path / "cache.sqlite")
         scores = CachedScorer(backend, cache, model)
+        scorer = (lambda: scores) if pipeline.quality.label_check.zero_shot else (lambda: None)
+
+        def generate(todo: list[WorkItem]) -> dict[str, Record]:
+            assert prep.templates is not None, "single-step pipelines only"
+            args = (prep.templates, model, run, cache, backend, _progress(console, quiet), summary.gen)
+            return generate_all(todo, pipeline, *args)
+
+        def check(
+            generated: list[Record], want: dict[str, int], asked: dict[str, str]
+        ) -> tuple[list[Record], Funnel, list[Stage]]:
+            seeds = prep.seeds.texts if prep.seeds else None
+            return run_quality(generated, pipeline, want, asked, scorer, embedder, seeds)
+
         try:
             parsed: dict[str, Record] = {}
             prompts: dict[str, str] = {}
@@ -393,59 +407,24 @@ def run_build(
                 else:
                     probe = _probe(items, pipeline) if round_no == 0 else []
                     if probe:
-                        first = generate_all(
-                            probe,
-                            pipeline,
-                            prep.templates,
-                            model,
-                            run,
-                            cache,
-                            backend,
-                            _progress(console, quiet),
-                            summary.gen,
-                        )
+                        first = generate(probe)
                         parsed.update(first)
                         clock.start("quality")
-                        probed, _, _ = run_quality(
+                        probed, _, _ = check(
                             list(first.values()),
-                            pipeline,
                             {label: len(first) for label in quotas},
                             {i.example.id: i.messages[-1]["content"] for i in probe},
-                            lambda: scores if pipeline.quality.label_check.zero_shot else None,
-                            embedder,
-                            prep.seeds.texts if prep.seeds else None,
                         )
                         extra = top_up(pipeline, prep.template_key, _ahead(probed, quotas), 0)
                         examples += extra
                         items += _items(prep, model, extra)
                         summary.planned_ahead = len(extra)
                         clock.start("generate")
-                    parsed.update(
-                        generate_all(
-                            [i for i in items if i.example.id not in parsed],
-                            pipeline,
-                            prep.templates,
-                            model,
-                            run,
-                            cache,
-                            backend,
-                            _progress(console, quiet),
-                            summary.gen,
-                        )
-                    )
+                    parsed.update(generate([i for i in items if i.example.id not in parsed]))
                     prompts = {i.example.id: i.messages[-1]["content"] for i in items}
                 faults.point("quality")
                 clock.start("quality" if round_no == 0 else "top_up")
-                scorer = (lambda: scores) if pipeline.quality.label_check.zero_shot else (lambda: None)
-                records, funnel, stages = run_quality(
-                    [parsed[ex.id] for ex in examples],
-                    pipeline,
-                    quotas,
-                    prompts,
-                    scorer,
-                    embedder,
-                    prep.seeds.texts if prep.seeds else None,
-                )
+                records, funnel, stages = check([parsed[ex.id] for ex in examples], quotas, prompts)
                 summary.label_signals = [x for st in stages if isinstance(st, LabelCheck) for x in st.signals]
                 deficits = _deficits(records, quotas)
                 if not deficits or round_no == pipeline.quality.top_up_rounds:
