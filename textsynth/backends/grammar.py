@@ -35,28 +35,32 @@ def json_schema(fields: dict[str, str]) -> dict[str, Any]:
 
 
 class RowGrammar:
-    """One row's matcher: follows the row's tokens and says when only the end can follow."""
+    """One row's matcher and the bitmask of the tokens it allows next.
+
+    The mask is filled right after each token, so the row knows at once when only the stop token
+    can follow: sampling would pick it whatever the logits, so the row ends on it without another
+    forward pass and with the same tokens.
+    """
 
     def __init__(self, matcher: Any, stop_ids: set[int], vocab_size: int) -> None:
-        self.matcher = matcher
-        self.stop_ids = stop_ids
-        self.vocab_size = vocab_size
-
-    def accept(self, token: int) -> int | None:
-        """Advance by the sampled token; the stop token when it is the only one left, else None.
-
-        Sampling would pick that token whatever the logits, so ending the row on it without
-        another forward pass gives the same tokens.
-        """
         import xgrammar as xgr
 
+        self.matcher = matcher
+        self.stop_ids = stop_ids
+        self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        matcher.fill_next_token_bitmask(self.bitmask)
+
+    def accept(self, token: int) -> int | None:
+        """Advance by the sampled token; the stop token when it is the only one left, else None."""
         self.matcher.accept_token(token)
-        if token in self.stop_ids or not self.matcher.is_completed():
+        if token in self.stop_ids:
             return None
-        bitmask = xgr.allocate_token_bitmask(1, self.vocab_size)
-        self.matcher.fill_next_token_bitmask(bitmask)
-        allowed = _unpack(bitmask)[0].nonzero().flatten().tolist()
-        return allowed[0] if len(allowed) == 1 and allowed[0] in self.stop_ids else None
+        self.matcher.fill_next_token_bitmask(self.bitmask)
+        words = self.bitmask[0]
+        if not any(int(words[t // 32]) >> (t % 32) & 1 for t in self.stop_ids):
+            return None  # the usual case: the object is not finished
+        allowed = _unpack(self.bitmask)[0].nonzero().flatten().tolist()
+        return allowed[0] if len(allowed) == 1 else None
 
 
 def _unpack(bitmask: torch.Tensor) -> torch.Tensor:
@@ -96,8 +100,7 @@ def masked(logits: torch.Tensor, grammars: list[RowGrammar | None]) -> torch.Ten
     import xgrammar as xgr
 
     bitmask = xgr.allocate_token_bitmask(len(grammars), logits.shape[-1])
-    for i in index:
-        grammars[i].matcher.fill_next_token_bitmask(bitmask, i)  # type: ignore[union-attr]
+    bitmask[index] = torch.cat([grammars[i].bitmask for i in index])  # type: ignore[union-attr]
     out = logits.clone() if logits.dtype == torch.float32 else logits.float()  # a copy either way
     xgr.apply_token_bitmask_inplace(out, bitmask.to(out.device), indices=index)
     return out
