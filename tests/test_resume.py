@@ -178,7 +178,7 @@ def test_resume_with_seed_taxonomy_columns_merges_them_once(tmp_path):
     data["n"] = 4
     data["seed_examples"] = {"path": "../data/seeds.csv", "k": 1, "taxonomy_columns": ["meal"]}
     data["model"] = {"dtype": "float32", "batch_size": 4}
-    data["generation"] = {"max_new_tokens": 16, "temperature": 0}
+    data["generation"] = {"max_new_tokens": 64, "temperature": 0}
     data["quality"] = {
         "filters": {"min_words": 1, "refusal": False, "form": False, "echo": False, "language": None},
         "label_check": {"enabled": False},
