@@ -42,7 +42,9 @@ def test_unknown_field_names_its_line(project):
 
 def test_label_without_description(project):
     path = _edit(project, "    description: The reviewer is pleased", "    descr: The reviewer is pleased")
-    with pytest.raises(ConfigError, match=r"labels\.0\.(description|descr)"):
+    with pytest.raises(
+        ConfigError, match=r"sentiment\.yaml:7: labels\.0\.description: Field required \(add it\)"
+    ):
         load_pipeline(path)
 
 

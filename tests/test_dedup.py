@@ -59,10 +59,12 @@ VOCAB = ["good", "bad", "blender", "fast", "slow", "quiet", "loud", "cheap", "wo
 )
 def test_no_duplicate_pair_loses_both_and_representatives_are_kept(items):
     records = [rec(f"r{i:02d}", " ".join(words), q) for i, (words, q) in enumerate(items)]
+    records.append(rec(f"r{len(records):02d}", records[0].text or "", items[0][1]))  # one sure duplicate
     Dedup(DedupConfig(min_cosine_similarity=None), None).run(records)
     by_id = {r.id: r for r in records}
     kept = [r for r in records if r.status == "kept"]
     assert kept  # a cluster never loses every member
+    assert any(r.status == "rejected" for r in records)  # so the checks below always run
     for r in records:
         if r.status == "rejected":
             rep = by_id[r.reasons[0].split(":")[1]]
