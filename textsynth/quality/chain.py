@@ -24,14 +24,20 @@ from textsynth.records import Record
 Embedder = Callable[[list[str]], np.ndarray]
 
 
-def select_quota(records: list[Record], quotas: dict[str, int]) -> None:
-    """Keep at most each label's planned count, the best first (top-up may overshoot)."""
+def select_quota(records: list[Record], quotas: dict[str, int], ranked: bool) -> None:
+    """Keep at most each label's planned count (plan-ahead and top-up may overshoot).
+
+    `ranked` keeps the best-judged first. Without a judge the extras are dropped by id (a hash,
+    so a seeded random choice): keeping the label check's most confident texts trains worse
+    classifiers on real data (it drops the informative hard cases; benchmarks/RESULTS.md).
+    """
     by_label: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         if r.status == "kept":
             by_label[r.label].append(r)
     for label, kept in by_label.items():
-        for r in quality_order(kept)[quotas.get(label, 0) :]:
+        order = quality_order(kept) if ranked else sorted(kept, key=lambda r: r.id)
+        for r in order[quotas.get(label, 0) :]:
             r.reject("over_quota")
 
 
@@ -73,7 +79,7 @@ def run_quality(
         funnel.snapshot(step, records)
         funnel.record_reasons(step, reasons)
     before = Counter(r.id for r in records if r.status == "kept")
-    select_quota(records, quotas)
+    select_quota(records, quotas, ranked=any(s.judge is not None for s in pipeline.steps))
     funnel.snapshot("selected", records)
     funnel.record_reasons("selected", Counter({"over_quota": len(before) - funnel.total["selected"]}))
     return records, funnel, stages
