@@ -19,7 +19,8 @@ from textsynth.threads import Peer, claim_threads, cores, free_cores, peers
 REGISTER = (
     "import os, sys, time; from pathlib import Path; from textsynth.threads import register; "
     "register(Path(sys.argv[1]), 2); print('registered', flush=True); "
-    "os._exit(0) if sys.argv[2] == 'crash' else time.sleep(120)"
+    "os._exit(0) if sys.argv[2] == 'crash' else time.sleep(120) if sys.argv[2] == 'idle' else "
+    "any(iter(int, 1))"  # run: computes until killed, like a build generating
 )
 
 
@@ -71,6 +72,17 @@ def test_stale_and_reused_pids_are_ignored(tmp_path, caplog, restore_threads):
     with caplog.at_level(logging.WARNING, logger="textsynth"):
         claim_threads.__wrapped__(tmp_path)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_an_idle_registered_process_holds_no_cores(tmp_path, caplog, restore_threads):
+    """A notebook or test runner that built once stays registered but does not slow the next."""
+    idle = _other_build(tmp_path, "idle")
+    try:
+        assert peers(tmp_path) == []
+        assert (tmp_path / f"{idle.pid}.json").exists(), "still registered, only not counted"
+    finally:
+        idle.kill()
+        idle.wait()
 
 
 def test_threads_fit_the_free_cores(tmp_path, restore_threads):

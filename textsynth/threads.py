@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,18 @@ def _alive(pid: int, start: str | None) -> bool:
     return state[0] not in "ZX" and (start is None or state[1] == start)
 
 
+def _computing(pid: int, samples: int = 5) -> bool:
+    """Running now, not idle after its build (a notebook or a test runner that built once): an
+    idle registered process holds no cores, and counting it would slow this build and change
+    its thread count for nothing."""
+    for _ in range(samples):
+        state = _proc_state(pid)
+        if state is None or state[0] == "R":
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def register(directory: Path, threads: int) -> Path:
     """Announce this process as a build using `threads` cores until it exits."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -61,7 +74,8 @@ def register(directory: Path, threads: int) -> Path:
 
 
 def peers(directory: Path) -> list[Peer]:
-    """Other live builds registered in `directory`; files of dead or reused PIDs are removed."""
+    """Other live builds registered in `directory` that are computing; files of dead or reused
+    PIDs are removed."""
     found = []
     for path in sorted(directory.glob("*.json")):
         try:
@@ -71,10 +85,10 @@ def peers(directory: Path) -> list[Peer]:
             continue  # being written, or not ours
         if pid == os.getpid():
             continue
-        if _alive(pid, entry.get("start")):
-            found.append(Peer(pid, threads))
-        else:
+        if not _alive(pid, entry.get("start")):
             path.unlink(missing_ok=True)
+        elif _computing(pid):
+            found.append(Peer(pid, threads))
     return found
 
 
