@@ -69,3 +69,18 @@ GREEDY = {
 def greedy_pipeline(project: Path) -> Path:
     """sentiment.yaml with GREEDY settings, in a writable project copy."""
     return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
+
+
+@pytest.fixture(scope="module")
+def read_only_greedy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One greedy project per module, for tests that never edit it."""
+    project = copy_project(tmp_path_factory.mktemp("greedy"))
+    return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
+
+
+@pytest.fixture(scope="module")
+def reference(read_only_greedy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted greedy build to compare interrupted ones with."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    run_build(read_only_greedy, out=out, quiet=True)
+    return out

@@ -94,14 +94,20 @@ def test_bf16_copy_holds_the_weights_of_the_gguf_loaded_in_bf16(fresh_cache, ggu
     assert identify(ModelConfig(dtype="bfloat16")).source == str(dense_dir(_sha(), "bfloat16"))
 
 
-def test_partial_copy_is_rebuilt_not_loaded(fresh_cache, gguf_model, monkeypatch):
-    calls = []
+@pytest.fixture
+def calls(gguf_model, monkeypatch) -> list[Path]:
+    """Every GGUF dequantization from here on (served from the session's already loaded one)."""
+    seen: list[Path] = []
 
     def dequantize(gguf: Path) -> tuple[Any, Any]:
-        calls.append(gguf)
+        seen.append(gguf)
         return gguf_model
 
     monkeypatch.setattr(models, "read_gguf", dequantize)
+    return seen
+
+
+def test_partial_copy_is_rebuilt_not_loaded(fresh_cache, gguf_model, calls):
     target = dense_dir(_sha(), "float32")
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")  # what an interrupted copy could leave
@@ -118,14 +124,7 @@ def test_partial_copy_is_rebuilt_not_loaded(fresh_cache, gguf_model, monkeypatch
     assert _greedy(loaded.model, loaded.tokenizer)[:1] == _greedy(*gguf_model)[:1]
 
 
-def test_corrupt_bytes_of_the_right_size_are_rebuilt(fresh_cache, gguf_model, monkeypatch):
-    calls = []
-
-    def dequantize(gguf: Path) -> tuple[Any, Any]:
-        calls.append(gguf)
-        return gguf_model
-
-    monkeypatch.setattr(models, "read_gguf", dequantize)
+def test_corrupt_bytes_of_the_right_size_are_rebuilt(fresh_cache, gguf_model, calls):
     source = Path(identify(ModelConfig(dtype="float32")).source)
     weights = source / "model.safetensors"
     with weights.open("r+b") as fh:

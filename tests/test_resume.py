@@ -42,24 +42,10 @@ def _complete_shard_lines(run: Path) -> list[str]:
     return lines
 
 
-@pytest.fixture(scope="module")
-def greedy_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One read-only greedy project for this module (the tests here never edit it)."""
-    project = copy_project(tmp_path_factory.mktemp("greedy"))
-    return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
-
-
-@pytest.fixture(scope="module")
-def reference(greedy_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "run"
-    run_build(greedy_pipeline, out=out, quiet=True)
-    return out
-
-
 @pytest.mark.parametrize("point", ["generation_start", "mid_shard:6", "quality", "export"])
-def test_kill_9_then_resume_equals_uninterrupted(greedy_pipeline, reference, tmp_path, point):
+def test_kill_9_then_resume_equals_uninterrupted(read_only_greedy, reference, tmp_path, point):
     out = tmp_path / "killed"
-    proc = _cli("build", str(greedy_pipeline), "--out", str(out), "--quiet", fault=point)
+    proc = _cli("build", str(read_only_greedy), "--out", str(out), "--quiet", fault=point)
     assert proc.returncode == -9, proc.stderr
     before = _complete_shard_lines(out)
     assert not (out / "dataset").exists()
@@ -75,10 +61,10 @@ def test_kill_9_then_resume_equals_uninterrupted(greedy_pipeline, reference, tmp
     assert (out / "data.jsonl").read_text() == (reference / "data.jsonl").read_text()
 
 
-def test_ctrl_c_stops_saves_and_resumes(greedy_pipeline, reference, tmp_path):
+def test_ctrl_c_stops_saves_and_resumes(read_only_greedy, reference, tmp_path):
     out = tmp_path / "interrupted"
     proc = _cli(
-        "build", str(greedy_pipeline), "--out", str(out), "--quiet", fault="mid_shard:5", signal="INT"
+        "build", str(read_only_greedy), "--out", str(out), "--quiet", fault="mid_shard:5", signal="INT"
     )
     assert proc.returncode == 130, proc.stderr
     assert f"textsynth resume {out}" in proc.stderr and "Traceback" not in proc.stderr
@@ -88,10 +74,10 @@ def test_ctrl_c_stops_saves_and_resumes(greedy_pipeline, reference, tmp_path):
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
 
 
-def test_write_failure_keeps_finished_records(greedy_pipeline, reference, tmp_path, monkeypatch):
+def test_write_failure_keeps_finished_records(read_only_greedy, reference, tmp_path, monkeypatch):
     out = tmp_path / "diskfull"
     monkeypatch.setenv("TEXTSYNTH_FAULT", "write_error:2")
-    result = CliRunner().invoke(app, ["build", str(greedy_pipeline), "--out", str(out), "--quiet"])
+    result = CliRunner().invoke(app, ["build", str(read_only_greedy), "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     assert "textsynth resume" in result.stderr
     assert len(_complete_shard_lines(out)) >= 4  # the first batch survived
@@ -101,19 +87,19 @@ def test_write_failure_keeps_finished_records(greedy_pipeline, reference, tmp_pa
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
 
 
-def test_torn_last_line_is_discarded(greedy_pipeline, reference, tmp_path):
+def test_torn_last_line_is_discarded(read_only_greedy, reference, tmp_path):
     out = tmp_path / "torn"
-    run_build(greedy_pipeline, out=out, quiet=True)
+    run_build(read_only_greedy, out=out, quiet=True)
     shard = next((out / "shards").glob("*.jsonl"))
     lines = shard.read_text().splitlines(keepends=True)
     shard.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
-    result = run_build(greedy_pipeline, out=out, quiet=True)
+    result = run_build(read_only_greedy, out=out, quiet=True)
     assert result.summary.reused == 11 and result.summary.cached == 1 and result.summary.generated == 0
     assert result.summary.planned == 12
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
 
 
-def test_last_line_cut_inside_a_multibyte_character_is_skipped(greedy_pipeline, reference, tmp_path):
+def test_last_line_cut_inside_a_multibyte_character_is_skipped(read_only_greedy, reference, tmp_path):
     out = tmp_path / "torn-utf8"
     shutil.copytree(reference, out)
     shard = sorted((out / "shards").glob("*.jsonl"))[-1]
@@ -148,11 +134,11 @@ def test_resume_renders_the_templates_it_started_with(reference, tmp_path):
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
 
 
-def test_resume_uses_the_cache_it_started_with(greedy_pipeline, tmp_path):
+def test_resume_uses_the_cache_it_started_with(read_only_greedy, tmp_path):
     out, shared = tmp_path / "run", tmp_path / "shared.sqlite"
     proc = _cli(
         "build",
-        str(greedy_pipeline),
+        str(read_only_greedy),
         "--out",
         str(out),
         "--cache",

@@ -17,22 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from textsynth.pipeline import run_build
-
-from .conftest import GREEDY, ROOT, copy_project, edit_pipeline
-
-
-@pytest.fixture(scope="module")
-def greedy_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("greedy"))
-    return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
-
-
-@pytest.fixture(scope="module")
-def reference(greedy_pipeline: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference") / "run"
-    run_build(greedy_pipeline, out=out, quiet=True)
-    return out
+from .conftest import ROOT, copy_project, edit_pipeline
 
 
 def _clean_env() -> dict[str, str]:
@@ -78,9 +63,9 @@ def _complete_lines(out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
-def test_signal_during_generation_saves_and_resumes_without_drift(greedy_pipeline, reference, tmp_path, sig):
+def test_signal_during_generation_saves_and_resumes_without_drift(read_only_greedy, reference, tmp_path, sig):
     out = tmp_path / "run"
-    code, stderr = _signalled_build(greedy_pipeline, out, "mid_shard:5", sig)
+    code, stderr = _signalled_build(read_only_greedy, out, "mid_shard:5", sig)
     assert code == 128 + sig, stderr[-2000:]
     assert f"interrupted by {sig.name}" in stderr and f"textsynth resume {out}" in stderr
     assert "Traceback" not in stderr
@@ -93,9 +78,9 @@ def test_signal_during_generation_saves_and_resumes_without_drift(greedy_pipelin
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
 
 
-def test_sigterm_after_generation_stops_cleanly_and_resumes(greedy_pipeline, reference, tmp_path):
+def test_sigterm_after_generation_stops_cleanly_and_resumes(read_only_greedy, reference, tmp_path):
     out = tmp_path / "run"
-    code, stderr = _signalled_build(greedy_pipeline, out, "quality", signal.SIGTERM)
+    code, stderr = _signalled_build(read_only_greedy, out, "quality", signal.SIGTERM)
     assert code == 143, stderr[-2000:]
     assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
     assert len(_complete_lines(out)) == 12 and not (out / "dataset").exists()
@@ -105,11 +90,11 @@ def test_sigterm_after_generation_stops_cleanly_and_resumes(greedy_pipeline, ref
     assert (out / "data.jsonl").read_text() == (reference / "data.jsonl").read_text()
 
 
-def test_a_real_change_is_still_reported(greedy_pipeline, reference, tmp_path):
+def test_a_real_change_is_still_reported(read_only_greedy, reference, tmp_path):
     """The other side of the drift fix: editing a generation parameter names the changed requests."""
     project = copy_project(tmp_path / "p")
     path = project / "pipelines" / "sentiment.yaml"
-    path.write_text(greedy_pipeline.read_text())
+    path.write_text(read_only_greedy.read_text())
     edit_pipeline(path, max_new_tokens="20")
     out = tmp_path / "run"
     subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
