@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from textsynth.config import FilterConfig
@@ -111,11 +113,18 @@ def test_default_filters_reject_at_most_one_percent_of_real_sentences():
 
 
 def test_pii_redact_keeps_the_record():
-    record = rec("Call 555-123-4567 or visit 42 Maple Street. Card 4111 1111 1111 1111 from 10.0.0.12.")
+    text = "Call 555-123-4567 or visit 42 Maple Street. Card 4111 1111 1111 1111 from 10.0.0.12."
+    record = rec(text)
+    record.fields = {"text": text, "instruction": "Mail jo@example.com", "response": text}
+    record.generation = {"raw": f"Review: {text}", "steps": {"response": {"raw": text, "seed": 5}}}
     PiiFilter("redact").run([record])
+    assert "555-123-4567" not in json.dumps([record.fields, record.generation])
+    assert record.fields["instruction"] == "Mail [EMAIL]", "PII only in a step output is redacted too"
+    assert record.generation["raw"] == "Review: Call [PHONE] or visit [ADDRESS]. Card [CARD] from [IP]."
+    assert record.generation["steps"]["response"]["seed"] == 5
     assert record.status == "kept"
     assert record.text == "Call [PHONE] or visit [ADDRESS]. Card [CARD] from [IP]."
-    assert record.fields["pii_redacted"] == ["address", "card", "ip", "phone"]
+    assert record.fields["pii_redacted"] == ["address", "card", "email", "ip", "phone"]
 
 
 def test_card_numbers_need_luhn():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Any
 
 from textsynth.config import FilterConfig
 from textsynth.quality.base import Filter, Stage
@@ -209,6 +210,36 @@ class JudgeFilter(Filter):
         return "low_judge_score" if mean < self.min_score else None
 
 
+def _strings(value: Any) -> list[str]:
+    """Every string inside nested dicts and lists: step outputs and raw completions."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def _raw(record: Record) -> list[Any]:
+    """The raw completions (not fingerprints or ids, whose hex digits can look like numbers)."""
+    steps = record.generation.get("steps", {})
+    return [record.generation.get("raw"), *(s.get("raw") for s in steps.values())]
+
+
+def _redact(value: Any, found: list[tuple[str, str]]) -> Any:
+    """`value` with every found span replaced by its kind, inside nested dicts and lists too."""
+    if isinstance(value, str):
+        for kind, span in found:
+            value = value.replace(span, f"[{kind.upper()}]")
+        return value
+    if isinstance(value, dict):
+        return {k: _redact(v, found) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, found) for v in value]
+    return value
+
+
 class PiiFilter(Filter):
     """Reject, or redact in place (`[EMAIL]`, ...), personal data the model made up or copied."""
 
@@ -219,16 +250,20 @@ class PiiFilter(Filter):
         self.policy = policy
 
     def check(self, record: Record) -> str | None:
-        found = find_pii(record.text or "")
+        texts = [record.text or "", *_strings(record.fields), *_strings(_raw(record))]
+        found = sorted({hit for text in texts for hit in find_pii(text)}, key=lambda h: -len(h[1]))
         if not found:
             return None
         kinds = sorted({k for k, _ in found})
         if self.policy == "reject":
             return "pii:" + ",".join(kinds)
-        text = record.text or ""
-        for kind, span in found:
-            text = text.replace(span, f"[{kind.upper()}]")
-        record.text = text
+        record.text = _redact(record.text, found)
+        record.fields = _redact(record.fields, found)  # `text` and every step output
+        gen = record.generation
+        if "raw" in gen:
+            gen["raw"] = _redact(gen["raw"], found)
+        for step in gen.get("steps", {}).values():
+            step["raw"] = _redact(step.get("raw"), found)
         record.fields["pii_redacted"] = kinds
         return None
 
