@@ -12,11 +12,13 @@ import pytest
 from huggingface_hub import DatasetCard
 from typer.testing import CliRunner
 
+from textsynth.card import _kind
 from textsynth.cli import app
+from textsynth.config import load_pipeline
 from textsynth.export import SPLITS, assign_splits
 from textsynth.records import Record
 
-from .conftest import REAL_DATA
+from .conftest import REAL_DATA, SENTIMENT
 from .hub_server import Recorder
 
 runner = CliRunner()
@@ -150,3 +152,12 @@ def test_decontaminate_drops_overlapping_records(run_copy, tmp_path):
     assert records[victim["id"]]["reasons"] == ["contaminated"]
     assert victim["id"] not in {json.loads(line)["id"] for line in (run_copy / "data.jsonl").open()}
     assert "Decontamination removed 1 records" in (run_copy / "hub" / "README.md").read_text()
+
+
+def test_card_claims_only_the_checks_that_ran():
+    pipeline = load_pipeline(SENTIMENT)
+    every = {"steps": ["planned", "generated", "parsed", "passed_filters", "label_confirmed", "unique"]}
+    assert "passed filters, a label check and deduplication." in _kind(pipeline, every)
+    no_check = {"steps": ["planned", "generated", "parsed", "passed_filters", "unique"]}
+    assert "label check" not in _kind(pipeline, no_check)
+    assert "passed filters and deduplication." in _kind(pipeline, no_check)
