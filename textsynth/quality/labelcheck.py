@@ -83,7 +83,9 @@ def label_issues(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
     sub = sub / sub.sum(axis=1, keepdims=True)
     index = {lab: i for i, lab in enumerate(present)}
     mapped = np.array([index[lab] for lab in labels])
-    return np.asarray(find_label_issues(mapped, sub, filter_by="prune_by_noise_rate"), dtype=bool)
+    # n_jobs=1: no forked pool (it deadlocks in a process that runs Ray, and the data is small)
+    issues = find_label_issues(mapped, sub, filter_by="prune_by_noise_rate", n_jobs=1)
+    return np.asarray(issues, dtype=bool)
 
 
 def _calibrated(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
