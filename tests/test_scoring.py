@@ -30,7 +30,7 @@ def test_scores_are_computed_once_and_the_model_loads_only_for_misses(tmp_path):
     first = CachedScorer(backend, cache, identify(config))
     scores = first.score([_prompt(t) for t in texts], CHOICES)
     assert first.computed == 3 and len(loads) == 1 and scores.shape == (3, 2)
-    assert scores[0].argmax() == 0 and scores[1].argmax() == 1
+    assert np.isfinite(scores).all() and (scores < 0).all(), "log-likelihoods of the two choices"
     cache.close()
 
     reopened = CompletionCache(tmp_path / "cache.sqlite")  # a resume: a new process, same cache

@@ -30,6 +30,7 @@ from textsynth.quality.base import Stage
 from textsynth.records import Record
 
 Embedder = Callable[[list[str]], np.ndarray]
+MIN_PER_LABEL = 5  # confident learning needs a few records of every label to estimate noise
 
 
 class Scorer(Protocol):
@@ -75,9 +76,9 @@ def label_issues(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Confident learning (cleanlab): a boolean mask of the likely label errors."""
     from cleanlab.filter import find_label_issues
 
-    present = np.unique(labels)
-    if len(present) < 2:
-        return np.zeros(len(labels), dtype=bool)
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) < 2 or counts.min() < MIN_PER_LABEL:
+        return np.zeros(len(labels), dtype=bool)  # too few to estimate noise rates: flag nothing
     # cleanlab needs every class to occur; restrict to the labels present and renormalise
     sub = proba[:, present] + 1e-9
     sub = sub / sub.sum(axis=1, keepdims=True)
