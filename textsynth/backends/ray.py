@@ -35,8 +35,10 @@ class _Worker:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         requests = [
-            Request(str(rid), json.loads(messages), int(seed))
-            for rid, messages, seed in zip(batch["id"], batch["messages"], batch["seed"])
+            Request(str(rid), json.loads(messages), int(seed), json.loads(negative), json.loads(schema))
+            for rid, messages, seed, negative, schema in zip(
+                batch["id"], batch["messages"], batch["seed"], batch["negative"], batch["schema"]
+            )
         ]
         done = {c.id: c for c in self.backend.generate(requests, self.params)}
         rows = [done[r.id] for r in requests]
@@ -49,6 +51,8 @@ class _Worker:
 
 
 class RayBackend(Backend):
+    supports_guidance = True  # each actor runs the transformers backend
+
     def __init__(self, config: ModelConfig, executor: ExecutorConfig) -> None:
         try:
             import ray
@@ -67,7 +71,16 @@ class RayBackend(Backend):
         if not requests:
             return
         ray.data.DataContext.get_current().enable_progress_bars = False
-        rows = [{"id": r.id, "messages": json.dumps(r.messages), "seed": r.seed} for r in requests]
+        rows = [
+            {
+                "id": r.id,
+                "messages": json.dumps(r.messages),
+                "seed": r.seed,
+                "negative": json.dumps(r.negative),  # guidance prompt and JSON schema travel with
+                "schema": json.dumps(r.schema),  # the request: actors decode exactly what it asks
+            }
+            for r in requests
+        ]
         out = ray.data.from_items(rows).map_batches(
             _Worker,
             fn_constructor_kwargs={
