@@ -126,9 +126,9 @@ def records_from_shards(run: Path) -> list[Record]:
 
 
 def test_completions_endpoint_and_label_check_signals(server, tmp_path):
-    path = server_pipeline(copy_project(tmp_path / "p"), server.base_url, n=3, api="completions")
-    result = run_build(path, out=tmp_path / "run", quiet=True)
-    assert result.summary.generated == 3
+    path = server_pipeline(copy_project(tmp_path / "p"), server.base_url, n=6, api="completions")
+    result = run_build(path, out=tmp_path / "run", quiet=True, export=False)  # empty replies export nothing
+    assert result.summary.generated >= 6
     assert any(r.generation["raw"] for r in records(result.run_dir))  # a raw prompt may get an empty reply
     signals = result.summary.label_signals
     assert "zero_shot" in signals or "zero_shot_unavailable" in signals  # said, whichever it was
