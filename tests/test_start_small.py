@@ -9,10 +9,10 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SENTIMENT
 from textsynth.cli import app
 from textsynth.errors import ConfigError
-from textsynth.pipeline import apply_review, prepare
+from textsynth.pipeline import apply_review, prepare, run_build
 from textsynth.records import Record
 from textsynth.scaffold import TASKS, init_project
 
@@ -104,6 +104,11 @@ def test_review_round_trip(built, tmp_path):
     funnel = json.loads((run / "funnel.json").read_text())
     assert funnel["steps"][-2:] == ["reviewed", "exported"]
     assert funnel["rejected_by_step"]["reviewed"] == {"reviewer_rejected": 1}
+    # a rebuild starts again from the shards but keeps what the reviewer decided
+    run_build(SENTIMENT, n=12, seed=3, out=run, quiet=True)
+    again = {r.id: r for r in (Record.from_json(x) for x in (run / "records.jsonl").read_text().splitlines())}
+    assert again[rows[0]["id"]].status == "rejected" and "reviewer_rejected" in again[rows[0]["id"]].reasons
+    assert again[rows[1]["id"]].label == other
 
 
 def test_review_sheet_errors_name_the_row(built, tmp_path):

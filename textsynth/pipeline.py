@@ -37,7 +37,7 @@ from textsynth.quality.chain import run_quality
 from textsynth.quality.diversity import diversity_report
 from textsynth.quality.labelcheck import LabelCheck
 from textsynth.records import Record
-from textsynth.review import add_review_step, apply_sheet
+from textsynth.review import add_review_step, apply_sheet, carry_decisions
 from textsynth.run import RunDir, write_atomic
 from textsynth.scoring import CachedScorer
 from textsynth.seeds import SeedPool, load_seeds, with_seed_taxonomy
@@ -448,6 +448,8 @@ def run_build(
                 {f"{ex.label}|{ex.leaf}" for ex in prep.planned},
                 pipeline.seed,
             )
+        if run.records_path.exists():  # a rebuild keeps what reviewers and decontamination decided
+            carry_decisions(run.read_records(), records)
         funnel.snapshot("exported", records)
         run.write_records(records)
         run.write_embeddings(encoder_name(pipeline.quality.embedding_model), embedder, records)

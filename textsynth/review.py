@@ -116,6 +116,28 @@ def apply_sheet(run: RunDir, pipeline: Pipeline, records: list[Record], sheet: P
     return counts
 
 
+def carry_decisions(previous: list[Record], records: list[Record]) -> int:
+    """Apply the review and decontamination decisions of an earlier `records.jsonl` to a rebuild
+    (which starts again from the shards); returns how many records got one."""
+    before = {r.id: r for r in previous}
+    carried = 0
+    for record in records:
+        old = before.get(record.id)
+        if old is None:
+            continue
+        review = old.fields.get("review")
+        if review:
+            record.fields["review"] = review
+            if review["decision"] == "reject":
+                record.reject("reviewer_rejected")
+            elif old.label != review["original_label"]:
+                record.label = old.label
+        if "contaminated" in old.reasons:
+            record.reject("contaminated")
+        carried += bool(review) or "contaminated" in old.reasons
+    return carried
+
+
 def add_review_step(run: RunDir, records: list[Record]) -> None:
     """Append a `reviewed` step to the run's funnel (replacing an earlier one)."""
     path = run.path / "funnel.json"
