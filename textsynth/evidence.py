@@ -47,10 +47,10 @@ def survivors(records: list[Record], funnel: dict[str, Any]) -> list[tuple[str, 
         return order.get(where.get(r.reasons[0].split(":")[0], ""), late)
 
     produced = [r for r in records if r.text and r.generation.get("raw") is not None]
+    relabel_at = order.get("label_confirmed", late)
     out: list[tuple[str, Split]] = []
     for step, index in [(FIRST, 0), *[(s, order[s]) for s in steps]]:
         alive = [r for r in produced if rejected_at(r) > index]
-        relabel_at = order.get("label_confirmed", late)
         labels = [r.label if index >= relabel_at else r.fields.get("relabelled_from", r.label) for r in alive]
         out.append((step, ([r.text or "" for r in alive], labels)))
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from textsynth.config import FilterConfig
@@ -210,33 +211,20 @@ class JudgeFilter(Filter):
         return "low_judge_score" if mean < self.min_score else None
 
 
-def _strings(value: Any) -> list[str]:
-    """Every string inside nested dicts and lists: step outputs and raw completions."""
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
 def _raw(record: Record) -> list[Any]:
     """The raw completions (not fingerprints or ids, whose hex digits can look like numbers)."""
     steps = record.generation.get("steps", {})
     return [record.generation.get("raw"), *(s.get("raw") for s in steps.values())]
 
 
-def _redact(value: Any, found: list[tuple[str, str]]) -> Any:
-    """`value` with every found span replaced by its kind, inside nested dicts and lists too."""
+def _map_strings(value: Any, fn: Callable[[str], str]) -> Any:
+    """`value` with `fn` applied to every string inside it, nested dicts and lists included."""
     if isinstance(value, str):
-        for kind, span in found:
-            value = value.replace(span, f"[{kind.upper()}]")
-        return value
+        return fn(value)
     if isinstance(value, dict):
-        return {k: _redact(v, found) for k, v in value.items()}
+        return {k: _map_strings(v, fn) for k, v in value.items()}
     if isinstance(value, list):
-        return [_redact(v, found) for v in value]
+        return [_map_strings(v, fn) for v in value]
     return value
 
 
@@ -250,20 +238,27 @@ class PiiFilter(Filter):
         self.policy = policy
 
     def check(self, record: Record) -> str | None:
-        texts = [record.text or "", *_strings(record.fields), *_strings(_raw(record))]
-        found = sorted({hit for text in texts for hit in find_pii(text)}, key=lambda h: -len(h[1]))
+        hits: list[tuple[str, str]] = []
+        _map_strings([record.text, record.fields, _raw(record)], lambda s: hits.extend(find_pii(s)) or s)
+        found = sorted(set(hits), key=lambda h: -len(h[1]))
         if not found:
             return None
         kinds = sorted({k for k, _ in found})
         if self.policy == "reject":
             return "pii:" + ",".join(kinds)
-        record.text = _redact(record.text, found)
-        record.fields = _redact(record.fields, found)  # `text` and every step output
+
+        def redact(text: str) -> str:
+            for kind, span in found:
+                text = text.replace(span, f"[{kind.upper()}]")
+            return text
+
+        record.text = _map_strings(record.text, redact)
+        record.fields = _map_strings(record.fields, redact)  # `text` and every step output
         gen = record.generation
         if "raw" in gen:
-            gen["raw"] = _redact(gen["raw"], found)
+            gen["raw"] = _map_strings(gen["raw"], redact)
         for step in gen.get("steps", {}).values():
-            step["raw"] = _redact(step.get("raw"), found)
+            step["raw"] = _map_strings(step.get("raw"), redact)
         record.fields["pii_redacted"] = kinds
         return None
 
