@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from textsynth.backends.base import Request
@@ -68,11 +69,13 @@ def _guided_requests() -> list[Request]:
     return out
 
 
-def test_guidance_matches_a_reference_cfg_step_by_step():
+@pytest.mark.parametrize("horizon", [None, 5])
+def test_guidance_matches_a_reference_cfg_step_by_step(horizon):
     """fp32 greedy guided decoding equals a plain loop over full forwards of both prompts with
-    logits = neg + γ·(pos − neg) in log-probs: the paired rows, cache and refill change nothing."""
+    logits = neg + γ·(pos − neg) in log-probs (for the first `horizon` tokens, then the prompt
+    alone): the paired rows, cache, refill and the guidance row leaving change nothing."""
     backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=4))
-    params = GenerationParams(max_new_tokens=16, temperature=0, guidance_scale=2.0)
+    params = GenerationParams(max_new_tokens=16, temperature=0, guidance_scale=2.0, guidance_tokens=horizon)
     ours = {c.id: c for c in backend.generate(_guided_requests(), params)}
     model, tok = backend.loaded.model, backend.loaded.tokenizer
     eos = set(backend.eos.tolist())
@@ -83,7 +86,8 @@ def test_guidance_matches_a_reference_cfg_step_by_step():
             with torch.inference_mode():
                 lp = torch.log_softmax(model(torch.tensor([pos + made])).logits[0, -1].float(), -1)
                 ln = torch.log_softmax(model(torch.tensor([neg + made])).logits[0, -1].float(), -1)
-            made.append(int((ln + 2.0 * (lp - ln)).argmax()))
+            guided = horizon is None or len(made) < horizon
+            made.append(int((ln + 2.0 * (lp - ln) if guided else lp).argmax()))
             if made[-1] in eos:
                 break
         ended = made[-1] in eos

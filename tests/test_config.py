@@ -71,6 +71,14 @@ def test_bad_values(project, old, new, match):
         load_pipeline(path)
 
 
+@pytest.mark.parametrize("choices", ["[]", "[fact, fact]", "[fact, '']"])
+def test_bad_choice_fields(project, choices):
+    path = project / "pipelines" / "qa.yaml"
+    path.write_text(path.read_text().replace("answer: str", f"answer: {choices}"))
+    with pytest.raises(ConfigError, match="choices must be distinct non-empty strings"):
+        load_pipeline(path)
+
+
 def test_missing_file_and_non_mapping(project):
     with pytest.raises(ConfigError, match="no such pipeline file"):
         load_pipeline(project / "pipelines" / "nope.yaml")

@@ -12,12 +12,15 @@ from textsynth.generate import request_fingerprint
 from textsynth.models import ModelIdentity
 from textsynth.parse import parse_json
 
-FIELDS = {"product": "str", "stars": "int", "recommended": "bool"}
+FIELDS = {"product": "str", "stars": "int", "recommended": "bool", "mood": ["pleased", "annoyed", "indifferent"]}
 ITEMS = ["blender", "tent", "kettle", "novel", "desk lamp", "phone"]
 
 
 def _request(i: int, item: str, seed: int, schema: dict | None) -> Request:
-    ask = f"Describe a customer's opinion of a {item} as a JSON object with product, stars and recommended."
+    ask = (
+        f"Describe a customer's opinion of a {item} as a JSON object with product, stars, recommended "
+        "and the customer's mood."
+    )
     return Request(f"r{i}-{seed}", [{"role": "user", "content": ask}], seed, schema=schema)
 
 
@@ -25,12 +28,19 @@ def test_json_schema_requires_exactly_the_fields():
     schema = json_schema(FIELDS)
     assert schema["required"] == list(FIELDS)
     assert schema["additionalProperties"] is False
-    assert [p["type"] for p in schema["properties"].values()] == ["string", "integer", "boolean"]
+    assert [p.get("type") for p in schema["properties"].values()] == ["string", "integer", "boolean", None]
+    assert schema["properties"]["mood"] == {"enum": FIELDS["mood"]}
+
+
+def test_a_choice_field_parses_only_its_strings():
+    good = '{"product": "kettle", "stars": 4, "recommended": true, "mood": "pleased"}'
+    assert parse_json(good, FIELDS)["mood"] == "pleased"
+    assert parse_json(good.replace("pleased", "thrilled"), FIELDS) is None
 
 
 def test_sampled_json_always_parses_to_its_fields():
     backend = TransformersBackend(ModelConfig(batch_size=8))
-    params = GenerationParams(max_new_tokens=64, temperature=1.0)
+    params = GenerationParams(max_new_tokens=96, temperature=0.8)
     schema = json_schema(FIELDS)
     requests = [_request(i, item, seed, schema) for seed in (1, 2, 3) for i, item in enumerate(ITEMS)]
     done = list(backend.generate(requests, params))
@@ -41,6 +51,7 @@ def test_sampled_json_always_parses_to_its_fields():
         values = parse_json(c.text, FIELDS)
         assert values is not None, c.text
         assert isinstance(values["stars"], int) and isinstance(values["recommended"], bool)
+        assert values["mood"] in FIELDS["mood"]
     assert len({c.text for c in done}) > len(done) // 2  # sampled, not one fixed object
 
 

@@ -126,3 +126,29 @@ def test_symlink_inside_prompts_still_works(project):
     user.symlink_to(project / "prompts" / "real_user.jinja")
     proc = _validate(project)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_instruction_masks_inserted_material_but_not_the_instruction(project):
+    """The echo filter's reference: a passage may be quoted by an answer, the instruction may not."""
+    from textsynth.quality.filters import EchoFilter
+    from textsynth.records import Record
+    from textsynth.templates import PromptTemplates
+
+    pipeline = load_pipeline(project / "pipelines" / "qa.yaml")
+    prep = prepare(project / "pipelines" / "qa.yaml", n=4)
+    step = pipeline.steps[0]
+    templates = PromptTemplates(pipeline, [project / "prompts"], step.templates)
+    ex = prep.planned[0]
+    prompt = templates.render(ex)[-1]["content"]
+    instruction = templates.instruction(ex)
+    passage = prompt.split("Passage: ", 1)[1].split("\n", 1)[0]
+    assert len(passage.split()) >= 20 and passage not in instruction
+    assert "can be answered from this passage" in instruction
+    assert templates.render(ex)[-1]["content"] == prompt  # masking is only for the instruction
+    quote = Record(id="a", label="x", attributes={}, text=" ".join(passage.split()[:12]))
+    asked = f"Write one question that asks for {ex.attributes['question_type']} and can be answered."
+    echo = Record(id="b", label="x", attributes={}, text=asked)
+    EchoFilter({"a": instruction, "b": instruction}).run([quote, echo])
+    assert quote.status != "rejected"
+    assert echo.reasons == ["prompt_echo"]
+    assert EchoFilter({"a": prompt}).check(quote) == "prompt_echo"  # what the unmasked prompt did

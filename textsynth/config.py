@@ -138,8 +138,9 @@ class Step(ConfigBase):
     templates: Templates
     generation: GenerationParams | None = Field(None, description="Overrides the pipeline's parameters.")
     output: Literal["text", "json"] = Field("text", description="Free text, or a JSON object with `fields`.")
-    fields: dict[str, Literal["str", "int", "float", "bool"]] = Field(
-        default_factory=dict, description="JSON fields and their types (output: json)."
+    fields: dict[str, Literal["str", "int", "float", "bool"] | list[str]] = Field(
+        default_factory=dict,
+        description="JSON fields and their types (output: json); a list of strings allows only those.",
     )
     retries: int = Field(2, ge=0, le=10, description="New tries, with fresh seeds, for unparseable JSON.")
     judge: JudgeConfig | None = Field(None, description="Makes this a rubric step that scores the example.")
@@ -148,12 +149,16 @@ class Step(ConfigBase):
     @model_validator(mode="after")
     def _shape(self) -> Step:
         if self.output == "json" and not self.fields:
-            raise ValueError(f"step {self.name!r}: output json needs `fields` (name: str|int|float|bool)")
+            raise ValueError(f"step {self.name!r}: output json needs `fields` (name: str|int|float|bool or a list of choices)")
         if self.output == "text" and self.fields:
             raise ValueError(f"step {self.name!r}: `fields` need `output: json`")
-        for name in self.fields:
+        for name, kind in self.fields.items():
             if not re.match(IDENTIFIER, name):
                 raise ValueError(f"step {self.name!r}: field {name!r} is not an identifier")
+            if isinstance(kind, list) and (not kind or len(set(kind)) != len(kind) or "" in kind):
+                raise ValueError(
+                    f"step {self.name!r}: field {name!r}: choices must be distinct non-empty strings"
+                )
         if self.judge is not None and self.output != "text":
             raise ValueError(f"step {self.name!r}: a judge step scores choices; remove `output: json`")
         return self
@@ -232,11 +237,18 @@ class GenerationParams(ConfigBase):
         description="Classifier-free guidance toward the label: each request also decodes a row whose "
         "prompt names another label, and next-token log-probs = other + scale·(own − other). 1 = off.",
     )
+    guidance_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Guide only the first this many tokens, then decode the row alone (a text's "
+        "label is mostly set by its opening words; the guidance row's cost stops there). None = all.",
+    )
 
     def fingerprint_params(self) -> dict[str, object]:
         """The parameters in request fingerprints; guidance only when on, so caches from before
-        the option existed stay valid."""
-        return self.model_dump(exclude={"guidance_scale"} if self.guidance_scale == 1 else set())
+        the options existed stay valid."""
+        off = {"guidance_scale", "guidance_tokens"} if self.guidance_scale == 1 else set()
+        return self.model_dump(exclude=off | ({"guidance_tokens"} if self.guidance_tokens is None else set()))
 
 
 class FilterConfig(ConfigBase):

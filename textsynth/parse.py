@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError, create_model
 
@@ -89,11 +89,14 @@ def parse_record(record: Record, raw: str, truncated: bool) -> Record:
 
 
 @functools.cache
-def _schema(fields: tuple[tuple[str, str], ...]) -> type[BaseModel]:
-    return create_model("StepOutput", **{name: (FIELD_TYPES[kind], ...) for name, kind in fields})  # type: ignore[call-overload]
+def _schema(fields: tuple[tuple[str, str | tuple[str, ...]], ...]) -> type[BaseModel]:
+    types = {
+        name: (Literal[kind] if isinstance(kind, tuple) else FIELD_TYPES[kind], ...) for name, kind in fields
+    }
+    return create_model("StepOutput", **types)  # type: ignore[call-overload]
 
 
-def parse_json(raw: str, fields: dict[str, str]) -> dict[str, Any] | None:
+def parse_json(raw: str, fields: dict[str, str | list[str]]) -> dict[str, Any] | None:
     """The JSON object in a completion (prose or code fences around it allowed), typed by `fields`.
 
     None when there is no object, a field is missing or of the wrong type, or a string is empty.
@@ -103,7 +106,8 @@ def parse_json(raw: str, fields: dict[str, str]) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(raw[start : end + 1])
-        values = _schema(tuple(fields.items())).model_validate(data).model_dump()
+        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in fields.items())
+        values = _schema(key).model_validate(data).model_dump()
     except (json.JSONDecodeError, ValidationError):
         return None
     if any(isinstance(v, str) and not v.strip() for v in values.values()):

@@ -227,6 +227,12 @@ def _items(prep: Prepared, model: ModelIdentity, planned: list[PlannedExample]) 
     return out
 
 
+def _instructions(prep: Prepared, items: list[WorkItem]) -> dict[str, str]:
+    """What the echo filter compares each text with (inserted material masked)."""
+    assert prep.templates is not None, "single-step pipelines only"
+    return {i.example.id: prep.templates.instruction(i.example) for i in items}
+
+
 def _probe(items: list[WorkItem], pipeline: Pipeline) -> list[WorkItem]:
     """The first requests of every label, about one batch in all (none for small builds)."""
     if not pipeline.quality.plan_ahead or len(items) < 32:
@@ -413,7 +419,7 @@ def run_build(
                         probed, _, _ = check(
                             list(first.values()),
                             {label: len(first) for label in quotas},
-                            {i.example.id: i.messages[-1]["content"] for i in probe},
+                            _instructions(prep, probe),
                         )
                         extra = top_up(pipeline, prep.template_key, _ahead(probed, quotas), 0)
                         examples += extra
@@ -421,7 +427,7 @@ def run_build(
                         summary.planned_ahead = len(extra)
                         clock.start("generate")
                     parsed.update(generate([i for i in items if i.example.id not in parsed]))
-                    prompts = {i.example.id: i.messages[-1]["content"] for i in items}
+                    prompts = _instructions(prep, items)
                 faults.point("quality")
                 clock.start("quality" if round_no == 0 else "top_up")
                 records, funnel, stages = check([parsed[ex.id] for ex in examples], quotas, prompts)

@@ -157,7 +157,7 @@ class StepRunner:
                     failed.append(ex)
                     continue
                 if self.pipeline.record_text in step.outputs:
-                    ex.prompt = messages[rid][-1]["content"]
+                    ex.prompt = self.templates[step.name].instruction(ex.planned, ex.outputs)
                     ex.finish_reason = completion.finish_reason
                 self.progress.update(task, advance=1)
             pending = failed

@@ -23,6 +23,10 @@ from textsynth.seeds import SeedPool
 from textsynth.taxonomy import PlannedExample, attribute_order, derived_seed
 
 
+MATERIAL_WORDS = 20  # an inserted value this long is material to work from, not instruction
+MASK = "\n\n"  # what masked material leaves: a break no word run or sentence crosses
+
+
 def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
     """Where templates are looked up: prompts/ beside the pipeline file or one level up."""
     base = pipeline_path.resolve().parent if pipeline_path else Path.cwd()
@@ -66,11 +70,13 @@ class PromptTemplates:
         self.pipeline = pipeline
         self.dirs = dirs
         self.seeds = seeds
+        self.masking: set[str] | None = None  # while rendering an instruction: the texts kept whole
         self.env = Sandbox(
             loader=PromptLoader(dirs),
             undefined=jinja2.StrictUndefined,
             autoescape=False,
             keep_trailing_newline=False,
+            finalize=self._finalize,
         )
         allowed = available_variables(pipeline) | set(outputs)
         chosen = templates or pipeline.templates
@@ -79,6 +85,17 @@ class PromptTemplates:
         self.templates = {
             role: self._load(name, allowed, set(later)) for role, name in names.items() if name is not None
         }
+
+    def _finalize(self, value: object) -> object:
+        """Every `{{ }}` value passes here; while masking, long material becomes a break."""
+        if (
+            self.masking is not None
+            and isinstance(value, str)
+            and value not in self.masking
+            and len(value.split()) >= MATERIAL_WORDS
+        ):
+            return MASK
+        return value
 
     def _load(self, name: str, allowed: set[str], later: set[str]) -> Template:
         where = ", ".join(str(d) for d in self.dirs)
@@ -151,6 +168,17 @@ class PromptTemplates:
             return None
         other = others[derived_seed(example.seed, "guidance") % len(others)]
         return self.render(dataclasses.replace(example, label=other), extra)
+
+    def instruction(self, example: PlannedExample, extra: dict[str, object] | None = None) -> str:
+        """The user message with long inserted material (a passage, an earlier step's output)
+        masked: what the echo filter compares a text with, since quoting material is often the
+        task (an answer from its passage) while repeating the instruction never is. Seed examples
+        stay: copying one is never the task."""
+        self.masking = {self.seeds.texts[i] for i in self.exemplars(example)} if self.seeds else set()
+        try:
+            return self.render(example, extra)[-1]["content"]
+        finally:
+            self.masking = None
 
     def render(self, example: PlannedExample, extra: dict[str, object] | None = None) -> list[dict[str, str]]:
         """Chat messages for one planned example; `extra` adds earlier steps' outputs."""

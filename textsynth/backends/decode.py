@@ -10,7 +10,8 @@ What `model.generate` leaves on the table on a CPU, and what this loop does inst
 
 Classifier-free guidance (Sanchez et al., 2023): an item may carry a second prompt (the same
 request naming another label). Its row sits right after its primary, receives the primary's
-tokens, and ends with it; the primary samples from other + γ·(own − other) in log-probs.
+tokens, and ends with it (or leaves after `guidance_tokens`); the primary samples from
+other + γ·(own − other) in log-probs.
 
 Grammar-constrained rows (grammar.py): a row may carry a matcher; before sampling, every token
 its grammar forbids is masked to -inf, the sampled token advances it, and the row ends as soon as
@@ -223,6 +224,7 @@ class DecodeLoop:
         item's key a fresh grammar matcher, or None for free decoding.
         """
         guided = params.guidance_scale != 1
+        horizon = params.guidance_tokens or params.max_new_tokens
         units = [
             [((key, seed, ids), False)] + ([((key, seed, neg), True)] if guided and neg else [])
             for key, seed, ids, neg in items
@@ -262,8 +264,9 @@ class DecodeLoop:
                 if t in self.eos_set or len(row.tokens) >= params.max_new_tokens:
                     yield row.key, row.tokens, t in self.eos_set
                     continue
-                keep += [i, i + 1] if partner else [i]
-                token_list += [t, t] if partner else [t]
+                paired = partner and len(row.tokens) < horizon
+                keep += [i, i + 1] if paired else [i]
+                token_list += [t, t] if paired else [t]
             if not keep:
                 active = None
                 continue

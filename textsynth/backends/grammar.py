@@ -24,11 +24,15 @@ _FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def json_schema(fields: dict[str, str]) -> dict[str, Any]:
-    """The JSON schema of a step's `fields`: exactly these keys, all required, each typed."""
+def json_schema(fields: dict[str, str | list[str]]) -> dict[str, Any]:
+    """The JSON schema of a step's `fields`: exactly these keys, all required, each typed; a
+    choice field (a list) allows only its strings."""
     return {
         "type": "object",
-        "properties": {name: _FIELD_SCHEMAS[kind] for name, kind in fields.items()},
+        "properties": {
+            name: {"enum": kind} if isinstance(kind, list) else _FIELD_SCHEMAS[kind]
+            for name, kind in fields.items()
+        },
         "required": list(fields),
         "additionalProperties": False,
     }
