@@ -7,6 +7,7 @@ read only with --confirm, to check a decision once it is made. Subcommands:
             tuning half), then print per-step accuracy on the chosen half
   evaluate  per-step accuracy of existing run directories (rebuild first to apply new
             quality settings to stored generations: generation is reused from the shards)
+  pool      the mean per-step difference over several run directories (seeds), one interval
   labelcheck  the label check on real sentences with 10 % of labels flipped: precision and
             recall of what it flags, per signal combination
   filters   what the default filters reject among the 1,000 real Yelp sentences, and why
@@ -25,7 +26,7 @@ import numpy as np
 
 from textsynth.config import FilterConfig, load_pipeline
 from textsynth.embed import embed
-from textsynth.evidence import step_accuracy, step_table, survivors
+from textsynth.evidence import pooled, step_accuracy, step_table, survivors
 from textsynth.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def real(half: str) -> tuple[list[str], list[str]]:
     return [t for t, _, _ in rows], [LABELS[lab] for _, _, lab in rows]
 
 
-def evaluate(run_dir: Path, half: str, seed: int = 0) -> list[dict]:
+def evaluate(run_dir: Path, half: str, seed: int = 0, replicates: bool = False) -> list[dict]:
     """Per-step accuracy of one run on one real half (positive/negative only)."""
     records = [Record.from_json(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
     funnel = json.loads((run_dir / "funnel.json").read_text())
@@ -49,7 +50,7 @@ def evaluate(run_dir: Path, half: str, seed: int = 0) -> list[dict]:
     test = real(half)
     every = list(dict.fromkeys(test[0] + [t for _, s in stages for t in s[0]]))
     vectors = dict(zip(every, embed(every)))
-    return step_accuracy(stages, test, vectors, seed)
+    return step_accuracy(stages, test, vectors, seed, replicates)
 
 
 def markdown(title: str, table: tuple[str, list[str], list[list]]) -> str:
@@ -76,10 +77,10 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     for gamma in args.gamma:
         pipeline = load_pipeline(ROOT / "pipelines" / f"{args.pipeline}.yaml")
-        pipeline = pipeline.model_copy(
-            update={"generation": pipeline.generation.model_copy(update={"guidance_scale": gamma})}
-        )
-        out = Path(args.out) / f"{args.pipeline}-n{args.n}-s{args.seed}-g{gamma}"
+        update = {"guidance_scale": gamma, "guidance_tokens": args.guidance_tokens}
+        pipeline = pipeline.model_copy(update={"generation": pipeline.generation.model_copy(update=update)})
+        horizon = f"-t{args.guidance_tokens}" if args.guidance_tokens else ""
+        out = Path(args.out) / f"{args.pipeline}-n{args.n}-s{args.seed}-g{gamma}{horizon}"
         result = run_build(
             pipeline,
             n=args.n,
@@ -102,6 +103,19 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         rows = evaluate(run_dir, args.half)
         print(f"\n{run_dir.name}: {pass_rate(run_dir)}")
         print(markdown(f"{run_dir.name} on {args.half}", step_table(rows, len(real(args.half)[0]))))
+
+
+def cmd_pool(args: argparse.Namespace) -> None:
+    """Mean per-step difference against all generated over several builds (e.g. seeds)."""
+    runs = [evaluate(Path(r), args.half, replicates=True) for r in args.runs]
+    print(f"{len(runs)} runs on {args.half}: mean Δ against all generated [95 %]")
+    print("| after step | MiniLM Δ | TF-IDF Δ |\n|---|---|---|")
+    for row in pooled(runs):
+        cells = [
+            f"{e['delta']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]" if (e := row.get(n)) else "baseline"
+            for n in ("minilm_logreg", "tfidf_logreg")
+        ]
+        print(f"| {row['step']} | {' | '.join(cells)} |")
 
 
 def cmd_labelcheck(args: argparse.Namespace) -> None:
@@ -174,19 +188,23 @@ def main() -> None:
     b.add_argument("--n", type=int, default=300)
     b.add_argument("--seed", type=int, default=11)
     b.add_argument("--gamma", type=float, nargs="+", default=[1.0])
+    b.add_argument("--guidance-tokens", type=int, default=None)
     b.add_argument("--out", default="runs/dev")
     b.add_argument("--half", **half)
     e = sub.add_parser("evaluate")
     e.add_argument("runs", nargs="+")
     e.add_argument("--half", **half)
+    po = sub.add_parser("pool")
+    po.add_argument("runs", nargs="+")
+    po.add_argument("--half", **half)
     lc = sub.add_parser("labelcheck")
     lc.add_argument("--half", **half)
     lc.add_argument("--seed", type=int, default=0)
     sub.add_parser("filters")
     args = parser.parse_args()
-    {"build": cmd_build, "evaluate": cmd_evaluate, "labelcheck": cmd_labelcheck, "filters": cmd_filters}[
-        args.command
-    ](args)
+    commands = {"build": cmd_build, "evaluate": cmd_evaluate, "pool": cmd_pool}
+    commands |= {"labelcheck": cmd_labelcheck, "filters": cmd_filters}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from textsynth.evidence import step_accuracy, survivors
+from textsynth.evidence import pooled, step_accuracy, survivors
 from textsynth.records import Record
 
 FUNNEL = {
@@ -45,7 +45,7 @@ def test_a_record_survives_the_steps_before_the_one_that_rejected_it():
     assert labels["passed_filters"][-1] == "positive" and labels["label_confirmed"][-1] == "negative"
 
 
-def test_paired_difference_is_zero_for_identical_training_sets_and_positive_for_cleaner_ones():
+def _toy() -> tuple[dict, tuple, tuple, tuple]:
     rng = np.random.default_rng(0)
     good = [f"good {i}" for i in range(40)]
     bad = [f"bad {i}" for i in range(40)]
@@ -54,7 +54,28 @@ def test_paired_difference_is_zero_for_identical_training_sets_and_positive_for_
     test = (good[:20] + bad[:20], ["pos"] * 20 + ["neg"] * 20)
     clean = (good[20:] + bad[20:], ["pos"] * 20 + ["neg"] * 20)
     noisy = (clean[0], ["neg"] * 8 + ["pos"] * 12 + ["neg"] * 20)  # 8 positives labelled negative
+    return vectors, test, clean, noisy
+
+
+def test_paired_difference_is_zero_for_identical_training_sets_and_positive_for_cleaner_ones():
+    vectors, test, clean, noisy = _toy()
     rows = step_accuracy([("generated", noisy), ("same", noisy), ("cleaned", clean)], test, vectors, 0)
     assert rows[1]["minilm_logreg"]["delta"] == 0 and rows[1]["minilm_logreg"]["delta_high"] == 0
     assert rows[2]["minilm_logreg"]["accuracy"] == 1.0
     assert rows[2]["minilm_logreg"]["delta"] >= 0
+
+
+def test_pooled_runs_average_their_differences():
+    vectors, test, clean, noisy = _toy()
+    worse = (clean[0], ["neg"] * 14 + ["pos"] * 6 + ["neg"] * 20)
+    runs = [
+        step_accuracy([("generated", base), ("cleaned", clean)], test, vectors, 0, replicates=True)
+        for base in (noisy, worse)
+    ]
+    pool = pooled(runs)
+    assert [r["step"] for r in pool] == ["generated", "cleaned"] and "minilm_logreg" not in pool[0]
+    deltas = [run[1]["minilm_logreg"]["delta"] for run in runs]
+    entry = pool[1]["minilm_logreg"]
+    assert entry["delta"] == round(sum(deltas) / 2, 4)
+    assert entry["low"] <= entry["delta"] <= entry["high"]
+    assert min(deltas) <= entry["delta"] <= max(deltas)

@@ -16,6 +16,9 @@ from textsynth.records import Record
         ("Review: I love it. It broke once and", True, "I love it."),
         ("“Solid shoes, comfy.”", False, "Solid shoes, comfy."),
         ("Great product! Would buy again.", False, "Great product! Would buy again."),
+        ("Dear Mr. Johnson,\n\nI love these headphones.", False, "I love these headphones."),
+        ("Hi Anna!\nThe kettle broke in a week.\n\nBest regards,\nTom", False, "The kettle broke in a week."),
+        ("Hello Kitty backpack. Cute and roomy.", False, "Hello Kitty backpack. Cute and roomy."),
     ],
 )
 def test_clean(raw, truncated, text):

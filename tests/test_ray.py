@@ -1,10 +1,17 @@
 """`--executor ray` on a local Ray instance (2 actors, one model each): fp32 greedy decoding gives
-the same dataset as the single-process build, through the same shards and cache."""
+the same dataset as the single-process build, through the same shards and cache, and one actor
+pool serves the whole build."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from textsynth.backends.base import Request
+from textsynth.backends.ray import RayBackend
+from textsynth.backends.transformers import TransformersBackend
+from textsynth.config import ExecutorConfig, GenerationParams, ModelConfig
+from textsynth.models import model_loads
 from textsynth.pipeline import run_build
 
 
@@ -19,8 +26,11 @@ def ray_local():
 
 def test_ray_build_equals_single_process(greedy_pipeline, tmp_path, ray_local):
     local = run_build(greedy_pipeline, out=tmp_path / "local", quiet=True)
+    driver = model_loads()
     distributed = run_build(greedy_pipeline, out=tmp_path / "ray", quiet=True, executor="ray")
     assert distributed.summary.generated == local.summary.generated == 12
+    # generation and the label check's scoring ran on the same 2 actors, each loading once
+    assert distributed.summary.model_loads == 2 and model_loads() == driver
     assert (tmp_path / "ray" / "records.jsonl").read_text() == (
         tmp_path / "local" / "records.jsonl"
     ).read_text()
@@ -28,3 +38,19 @@ def test_ray_build_equals_single_process(greedy_pipeline, tmp_path, ray_local):
         assert distributed.dataset[split].to_list() == local.dataset[split].to_list()
     again = run_build(greedy_pipeline, out=tmp_path / "ray", quiet=True, executor="ray")
     assert again.summary.generated == 0 and again.summary.reused == 12, "shards written by the Ray run"
+
+
+def test_one_pool_serves_every_call(ray_local):
+    """Rounds, steps and scoring reuse the actors: two generate calls and a score call, 2 loads."""
+    config = ModelConfig(dtype="float32", batch_size=3)
+    backend = RayBackend(config, ExecutorConfig(kind="ray", actors=2))
+    params = GenerationParams(max_new_tokens=8, temperature=0)
+    ask = [{"role": "user", "content": f"Name a {thing}."} for thing in ("fruit", "colour", "river", "tree")]
+    first = {c.id: c.text for c in backend.generate([Request(str(i), [m], i) for i, m in enumerate(ask)], params)}
+    again = {c.id: c.text for c in backend.generate([Request(str(i), [m], i) for i, m in enumerate(ask)], params)}
+    assert first == again and len(first) == 4
+    prompts = [[m] for m in ask]
+    remote = backend.score(prompts, ["yes", "no"])
+    local = TransformersBackend(config).score(prompts, ["yes", "no"])
+    assert remote.shape == (4, 2) and np.allclose(remote, local, atol=1e-4)
+    assert backend.model_loads() == 2

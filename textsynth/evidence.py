@@ -83,13 +83,19 @@ def _interval(values: np.ndarray) -> tuple[float, float]:
 
 
 def step_accuracy(
-    stages: list[tuple[str, Split]], test: Split, vectors: dict[str, np.ndarray], seed: int
+    stages: list[tuple[str, Split]],
+    test: Split,
+    vectors: dict[str, np.ndarray],
+    seed: int,
+    replicates: bool = False,
 ) -> list[dict[str, Any]]:
     """Accuracy per step and classifier, with 95 % intervals and the difference to the first step.
 
     Each bootstrap replicate resamples both the training rows (refitting the classifiers) and
     the real test rows (the same test rows for every step, so differences are paired): which
     equally good rows a step happens to keep moves accuracy as much as the test sample does.
+    `replicates` keeps each difference's replicates (`delta_replicates`), so runs of several
+    seeds can be pooled.
     """
     truth = np.array(test[1])
     picks = np.random.default_rng(seed).integers(0, len(truth), size=(REPLICATES, len(truth)))
@@ -127,11 +133,31 @@ def step_accuracy(
             if name in base:
                 entry["delta"] = round(float(acc[0] - base[name][0]), 4)
                 entry["delta_low"], entry["delta_high"] = _interval(acc[1:] - base[name][1:])
+                if replicates:
+                    entry["delta_replicates"] = acc[1:] - base[name][1:]
             else:
                 base[name] = acc
             row[name] = entry
         rows.append(row)
     return rows
+
+
+def pooled(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The mean of several runs' per-step differences (same test rows and replicate draws, e.g.
+    builds with different seeds), with a 95 % interval over the mean of their replicates: one
+    build of a few hundred rows cannot show a gain of a few points beyond noise, several can."""
+    out = []
+    for step in [s["step"] for s in runs[0]]:
+        row: dict[str, Any] = {"step": step, "runs": len(runs)}
+        for name in ("minilm_logreg", "tfidf_logreg"):
+            entries = [next(s for s in run if s["step"] == step).get(name) or {} for run in runs]
+            if not all("delta_replicates" in e for e in entries):
+                continue
+            mean = np.mean([e["delta_replicates"] for e in entries], axis=0)
+            low, high = _interval(mean)
+            row[name] = {"delta": round(float(np.mean([e["delta"] for e in entries])), 4), "low": low, "high": high}
+        out.append(row)
+    return out
 
 
 def step_table(steps: list[dict[str, Any]], test_size: int) -> tuple[str, list[str], list[list[Any]]]:

@@ -256,6 +256,11 @@ def _from_pretrained(name: str, source: str, dtype: str) -> tuple[Any, Any]:
     return model, tokenizer
 
 
+def model_loads() -> int:
+    """How many models this process has loaded (each Ray actor reports its own)."""
+    return len(_LOADED)
+
+
 def load_model(config: ModelConfig) -> LoadedModel:
     """Load (once per process) the model and tokenizer a pipeline names."""
     dtype = resolve_dtype(config.dtype)

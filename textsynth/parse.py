@@ -27,7 +27,7 @@ _PREAMBLE = re.compile(
 # Letter framing around a usable text: a salutation line and a sign-off with a name. Removing it
 # keeps the review (the form filter rejects letters that remain letters after this).
 _SALUTATION = re.compile(
-    r"^\s*(?:(?:dear|hi|hello|hey|greetings)\b[^\n.!?]{0,40}[,!.:]?\s*\n+|"
+    r"^\s*(?:(?:dear|hi|hello|hey|greetings)\b(?:(?:mr|mrs|ms|dr|prof)\.|[^\n.!?]){0,40}[,!.:]?\s*\n+|"
     r"(?:hi|hello|hey)(?: there)?[,!.]\s+)",
     re.IGNORECASE,
 )

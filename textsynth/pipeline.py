@@ -84,6 +84,7 @@ class BuildSummary:
     shortfall: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds: load, generate, quality, ...
+    model_loads: int = 0  # by this process, or by the Ray actors of the build
     drift: Drift | None = None
     funnel: Funnel | None = None
 
@@ -133,6 +134,7 @@ class BuildSummary:
             "generation_s": round(self.gen.seconds, 2),
             "wall_s": round(self.wall_s, 2),
             "phases_s": {k: round(v, 2) for k, v in self.phases.items()},
+            "model_loads": self.model_loads,
             "examples_per_s": round(self.examples_per_s, 3),
             "drift": vars(self.drift) if self.drift else None,
         }
@@ -460,6 +462,7 @@ def run_build(
         run.write_records(records)
         run.write_embeddings(encoder_name(pipeline.quality.embedding_model), embedder, records)
         summary.finish(records, quotas)
+        summary.model_loads = backend().model_loads() if backend.cache_info().currsize else 0
         summary.wall_s = time.perf_counter() - wall
         write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
         write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")

@@ -67,6 +67,13 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot score choices")
 
+    def model_loads(self) -> int:
+        """Model loads this backend has cost in this process (a load is shared by every backend
+        of the process) or in its workers."""
+        from textsynth.models import model_loads
+
+        return model_loads()
+
     def identity(self) -> dict[str, str]:
         """What identifies the weights and precision in provenance and fingerprints."""
         return {"model": self.model_id, "revision": self.revision, "dtype": self.dtype}
