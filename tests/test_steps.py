@@ -57,6 +57,27 @@ def test_each_step_sees_the_outputs_of_the_earlier_ones(instructions):
             assert fingerprint == steps["response"]["fingerprint"]
 
 
+def test_judge_scores_come_from_the_cache_on_a_rebuild(instructions, tmp_path):
+    import shutil
+    import sqlite3
+
+    def scores(run: Path) -> int:
+        with sqlite3.connect(run / "cache.sqlite") as db:
+            return db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+    judged = sum(1 for line in (instructions.run_dir / "records.jsonl").open() if '"judge_relevance"' in line)
+    assert scores(instructions.run_dir) == 2 * judged  # one row per example and criterion
+    copy = tmp_path / "copy"
+    shutil.copytree(instructions.run_dir, copy)
+    with sqlite3.connect(copy / "cache.sqlite") as db:  # planted answers: every judge says 5
+        db.execute("UPDATE scores SET loglik = '[-30, -30, -30, -30, 0]'")
+    run_build(INSTRUCTIONS, n=8, out=copy, quiet=True)
+    before = {json.loads(line)["id"] for line in (instructions.run_dir / "records.jsonl").open()}
+    rebuilt = [json.loads(line) for line in (copy / "records.jsonl").read_text().splitlines()]
+    again = [r["scores"]["judge"] for r in rebuilt if "judge" in r["scores"] and r["id"] in before]
+    assert len(again) >= 8 and min(again) > 4.99  # read back, not judged again
+
+
 def test_label_free_export_has_no_classlabel_and_fine_tuning_turns(instructions):
     ds = instructions.dataset
     split = next(iter(ds.values()))

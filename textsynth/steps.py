@@ -36,6 +36,7 @@ from textsynth.models import ModelIdentity, identify
 from textsynth.parse import clean, parse_json
 from textsynth.records import Record
 from textsynth.run import RunDir
+from textsynth.scoring import CachedScorer
 from textsynth.seeds import SeedPool
 from textsynth.taxonomy import PlannedExample, attribute_order, derived_seed
 from textsynth.templates import PromptTemplates
@@ -222,14 +223,14 @@ class StepRunner:
         judge = step.judge
         if judge is None or not examples:
             return
-        engine, _ = self.engine(step)
+        scorer = CachedScorer(lambda: self.engine(step)[0], self.cache, self._identity(step))
         choices = [str(s) for s in judge.scale]
         scale = np.array(judge.scale, dtype=float)
         scale_text = f"{judge.scale[0]} to {judge.scale[-1]}"
         for criterion, rubric in judge.criteria.items():
             extra = {"criterion": criterion, "rubric": rubric, "scale": scale_text}
             prompts = [self._messages(step, e, extra) for e in examples]
-            loglik = np.asarray(engine.score(prompts, choices), dtype=float)
+            loglik = scorer.score(prompts, choices)
             probs = np.exp(loglik - loglik.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
             for ex, p in zip(examples, probs):
