@@ -108,13 +108,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_pool(args: argparse.Namespace) -> None:
     """Mean per-step difference against all generated over several builds (e.g. seeds)."""
     runs = [evaluate(Path(r), args.half, replicates=True) for r in args.runs]
-    print(f"{len(runs)} runs on {args.half}: mean Δ against all generated [95 %]")
-    print("| after step | MiniLM Δ | TF-IDF Δ |\n|---|---|---|")
+    print(f"{len(runs)} runs on {args.half}: mean accuracy, mean Δ against all generated [95 %]")
+    print("| after step | MiniLM | MiniLM Δ | TF-IDF | TF-IDF Δ |\n|---|---|---|---|---|")
     for row in pooled(runs):
-        cells = [
-            f"{e['delta']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]" if (e := row.get(n)) else "baseline"
-            for n in ("minilm_logreg", "tfidf_logreg")
-        ]
+        cells = []
+        for name in ("minilm_logreg", "tfidf_logreg"):
+            e = row.get(name, {})
+            delta = f"{e['delta']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]" if "delta" in e else "baseline"
+            cells += [f"{e['accuracy']:.3f}" if e else "", delta]
         print(f"| {row['step']} | {' | '.join(cells)} |")
 
 

@@ -105,3 +105,12 @@ def test_guidance_changes_outputs_and_is_independent_of_batch_composition():
     apart = {c.id: c.text for c in backend.generate(_guided_requests()[::-1], guided)}
     assert together == apart
     assert sum(together[k] != unguided[k] for k in together) >= len(PRODUCTS) - 1
+
+
+def test_guidance_settings_enter_the_fingerprint_only_when_on():
+    """Caches made before the guidance options existed, or with guidance off, stay valid."""
+    plain = GenerationParams()
+    assert GenerationParams(guidance_tokens=8).fingerprint_params() == plain.fingerprint_params()
+    guided = GenerationParams(guidance_scale=2.0)
+    assert "guidance_tokens" not in guided.fingerprint_params() and "guidance_scale" in guided.fingerprint_params()
+    assert GenerationParams(guidance_scale=2.0, guidance_tokens=8).fingerprint_params()["guidance_tokens"] == 8

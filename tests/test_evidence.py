@@ -73,7 +73,10 @@ def test_pooled_runs_average_their_differences():
         for base in (noisy, worse)
     ]
     pool = pooled(runs)
-    assert [r["step"] for r in pool] == ["generated", "cleaned"] and "minilm_logreg" not in pool[0]
+    assert [r["step"] for r in pool] == ["generated", "cleaned"] and "delta" not in pool[0]["minilm_logreg"]
+    assert pool[0]["minilm_logreg"]["accuracy"] == round(
+        sum(run[0]["minilm_logreg"]["accuracy"] for run in runs) / 2, 4
+    )
     deltas = [run[1]["minilm_logreg"]["delta"] for run in runs]
     entry = pool[1]["minilm_logreg"]
     assert entry["delta"] == round(sum(deltas) / 2, 4)

@@ -143,19 +143,22 @@ def step_accuracy(
 
 
 def pooled(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """The mean of several runs' per-step differences (same test rows and replicate draws, e.g.
-    builds with different seeds), with a 95 % interval over the mean of their replicates: one
+    """The mean of several runs' per-step accuracies and differences (same test rows and replicate
+    draws, e.g. builds with different seeds), with a 95 % interval over the mean of their
+    replicates for each difference: one
     build of a few hundred rows cannot show a gain of a few points beyond noise, several can."""
     out = []
     for step in [s["step"] for s in runs[0]]:
         row: dict[str, Any] = {"step": step, "runs": len(runs)}
         for name in ("minilm_logreg", "tfidf_logreg"):
             entries = [next(s for s in run if s["step"] == step).get(name) or {} for run in runs]
-            if not all("delta_replicates" in e for e in entries):
+            if not all("accuracy" in e for e in entries):
                 continue
-            mean = np.mean([e["delta_replicates"] for e in entries], axis=0)
-            low, high = _interval(mean)
-            row[name] = {"delta": round(float(np.mean([e["delta"] for e in entries])), 4), "low": low, "high": high}
+            row[name] = {"accuracy": round(float(np.mean([e["accuracy"] for e in entries])), 4)}
+            if all("delta_replicates" in e for e in entries):
+                low, high = _interval(np.mean([e["delta_replicates"] for e in entries], axis=0))
+                delta = round(float(np.mean([e["delta"] for e in entries])), 4)
+                row[name] |= {"delta": delta, "low": low, "high": high}
         out.append(row)
     return out
 
