@@ -18,6 +18,11 @@ after the row ended. Models are loaded and warmed up before any timing.
 
     python benchmarks/bench_generate.py --n 64 [--batch 64] [--baseline-subset 6] [--json out.json]
     python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
+    python benchmarks/bench_generate.py --default-build [--baseline-subset 6]
+
+--default-build times what a user of the README waits for: `pipelines/sentiment.yaml` as shipped
+(n = 60, its top-up rounds, the quality stage, export, the model load included), in kept
+examples per second against the one-at-a-time pipeline baseline in the same process.
 """
 
 from __future__ import annotations
@@ -391,6 +396,32 @@ def compare(n: int, batch: int, subset: int) -> tuple[list[Row], dict[str, float
     return rows, compute_ratios({row.name: row for row in rows}), notes
 
 
+def default_build(subset: int) -> tuple[list[Row], dict[str, float]]:
+    """The README's build, everything included, against the one-at-a-time baseline."""
+    fp32 = load("float32")
+    backend = TransformersBackend(ModelConfig(dtype="float32"), fp32)
+    pipe = transformers.pipeline("text-generation", model=fp32.model, tokenizer=fp32.tokenizer)
+    prompts = make_prompts(subset)
+    run_baseline_pipeline(
+        pipe, backend, prompts[:1], GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
+    )
+    log(f"baseline_pipeline: {subset} prompts, one at a time, fp32")
+    torch.manual_seed(SEED)
+    tokens, wall = run_baseline_pipeline(pipe, backend, prompts, PARAMS)
+    rows = [Row("baseline_pipeline", subset, tokens, wall, "fp32, one at a time, every example kept")]
+    del pipe
+    log(f"default build: {PIPELINE.name} as shipped, model load included")
+    with tempfile.TemporaryDirectory(prefix="textsynth-bench-") as tmp:
+        start = time.perf_counter()
+        result = run_build(PIPELINE, out=Path(tmp) / "run", quiet=True)
+        wall = time.perf_counter() - start
+    s = result.summary
+    phases = ", ".join(f"{k} {v:.1f}" for k, v in s.phases.items())
+    rows.append(Row("default_build_kept", s.kept, s.gen.tokens, wall, f"{s.generated} generated; {phases} s"))
+    ratio = rows[1].examples_per_s / rows[0].examples_per_s
+    return rows, {"default build kept/s vs baseline_pipeline examples/s": ratio}
+
+
 def scaling(ns: Sequence[int], batches: Sequence[int]) -> list[Row]:
     """textsynth_backend alone over a grid of N × batch size."""
     bf16 = load("bfloat16")
@@ -415,6 +446,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--scaling", action="store_true", help="only textsynth_backend over N × batch")
+    parser.add_argument("--default-build", action="store_true", help="the README build against the baseline")
     parser.add_argument("--scaling-n", type=int, nargs="+", default=list(SCALING_N), metavar="N")
     parser.add_argument("--scaling-batch", type=int, nargs="+", default=list(SCALING_BATCH), metavar="B")
     args = parser.parse_args(argv)
@@ -439,7 +471,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print_table(rows)
         results["scaling"] = [row.to_dict() for row in rows]
     else:
-        rows, ratios, notes = compare(args.n, args.batch, args.baseline_subset)
+        if args.default_build:
+            (rows, ratios), notes = default_build(args.baseline_subset), []
+        else:
+            rows, ratios, notes = compare(args.n, args.batch, args.baseline_subset)
         print_table(rows)
         for note in notes:
             print(note)

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=2)
@@ -43,7 +45,8 @@ def main() -> None:
         ),
     }
     requests = [
-        Request(ex.id, prep.messages[ex.id], ex.seed, prep.templates.render_negative(ex)) for ex in prep.planned
+        Request(ex.id, prep.messages[ex.id], ex.seed, prep.templates.render_negative(ex))
+        for ex in prep.planned
     ]
     backend = TransformersBackend(prep.pipeline.model)
     print(

@@ -112,5 +112,10 @@ def test_guidance_settings_enter_the_fingerprint_only_when_on():
     plain = GenerationParams()
     assert GenerationParams(guidance_tokens=8).fingerprint_params() == plain.fingerprint_params()
     guided = GenerationParams(guidance_scale=2.0)
-    assert "guidance_tokens" not in guided.fingerprint_params() and "guidance_scale" in guided.fingerprint_params()
-    assert GenerationParams(guidance_scale=2.0, guidance_tokens=8).fingerprint_params()["guidance_tokens"] == 8
+    assert (
+        "guidance_tokens" not in guided.fingerprint_params()
+        and "guidance_scale" in guided.fingerprint_params()
+    )
+    assert (
+        GenerationParams(guidance_scale=2.0, guidance_tokens=8).fingerprint_params()["guidance_tokens"] == 8
+    )

@@ -12,7 +12,12 @@ from textsynth.generate import request_fingerprint
 from textsynth.models import ModelIdentity
 from textsynth.parse import parse_json
 
-FIELDS = {"product": "str", "stars": "int", "recommended": "bool", "mood": ["pleased", "annoyed", "indifferent"]}
+FIELDS = {
+    "product": "str",
+    "stars": "int",
+    "recommended": "bool",
+    "mood": ["pleased", "annoyed", "indifferent"],
+}
 ITEMS = ["blender", "tent", "kettle", "novel", "desk lamp", "phone"]
 
 

@@ -46,8 +46,12 @@ def test_one_pool_serves_every_call(ray_local):
     backend = RayBackend(config, ExecutorConfig(kind="ray", actors=2))
     params = GenerationParams(max_new_tokens=8, temperature=0)
     ask = [{"role": "user", "content": f"Name a {thing}."} for thing in ("fruit", "colour", "river", "tree")]
-    first = {c.id: c.text for c in backend.generate([Request(str(i), [m], i) for i, m in enumerate(ask)], params)}
-    again = {c.id: c.text for c in backend.generate([Request(str(i), [m], i) for i, m in enumerate(ask)], params)}
+    first = {
+        c.id: c.text for c in backend.generate([Request(str(i), [m], i) for i, m in enumerate(ask)], params)
+    }
+    again = {
+        c.id: c.text for c in backend.generate([Request(str(i), [m], i) for i, m in enumerate(ask)], params)
+    }
     assert first == again and len(first) == 4
     prompts = [[m] for m in ask]
     remote = backend.score(prompts, ["yes", "no"])

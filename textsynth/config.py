@@ -149,7 +149,10 @@ class Step(ConfigBase):
     @model_validator(mode="after")
     def _shape(self) -> Step:
         if self.output == "json" and not self.fields:
-            raise ValueError(f"step {self.name!r}: output json needs `fields` (name: str|int|float|bool or a list of choices)")
+            raise ValueError(
+                f"step {self.name!r}: output json needs `fields` "
+                "(name: str|int|float|bool or a list of choices)"
+            )
         if self.output == "text" and self.fields:
             raise ValueError(f"step {self.name!r}: `fields` need `output: json`")
         for name, kind in self.fields.items():

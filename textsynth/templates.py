@@ -22,7 +22,6 @@ from textsynth.sandbox import PromptLoader, Sandbox
 from textsynth.seeds import SeedPool
 from textsynth.taxonomy import PlannedExample, attribute_order, derived_seed
 
-
 MATERIAL_WORDS = 20  # an inserted value this long is material to work from, not instruction
 MASK = "\n\n"  # what masked material leaves: a break no word run or sentence crosses
 

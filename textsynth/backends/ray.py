@@ -53,7 +53,7 @@ class RayBackend(Backend):
         try:
             import ray
         except ImportError:
-            raise ModelError('executor: ray is not installed (pip install ray)') from None
+            raise ModelError("executor: ray is not installed (pip install ray)") from None
         ident = identify(config)
         self.config, self.executor = config, executor
         self.model_id, self.revision, self.dtype = ident.model_id, ident.revision, ident.dtype
