@@ -19,10 +19,15 @@ after the row ended. Models are loaded and warmed up before any timing.
     python benchmarks/bench_generate.py --n 64 [--batch 64] [--baseline-subset 6] [--json out.json]
     python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
     python benchmarks/bench_generate.py --default-build [--baseline-subset 6]
+    python benchmarks/bench_generate.py --llama-server PATH [--n 64] [--slots 16]
 
 --default-build times what a user of the README waits for: `pipelines/sentiment.yaml` as shipped
 (n = 60, its top-up rounds, the quality stage, export, the model load included), in kept
 examples per second against the one-at-a-time pipeline baseline in the same process.
+
+--llama-server starts llama.cpp's server (the binary at PATH) on the embedded GGUF with
+`--slots` parallel slots and continuous batching, sends the same prompts with the same sampling
+parameters from as many client threads, and runs the textsynth backend (bf16) beside it.
 """
 
 from __future__ import annotations
@@ -396,6 +401,76 @@ def compare(n: int, batch: int, subset: int) -> tuple[list[Row], dict[str, float
     return rows, compute_ratios({row.name: row for row in rows}), notes
 
 
+def run_llama_server(binary: Path, prompts: Sequence[Messages], slots: int) -> Row:
+    """All prompts through llama.cpp's server with `slots` parallel slots; one Row."""
+    import socket
+    import subprocess
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = slots * 512
+    command = [str(binary), "-m", str(default_gguf()), "--port", str(port), "-np", str(slots)]
+    command += ["-c", str(ctx), "-t", str(torch.get_num_threads()), "--no-webui"]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=1) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.1)
+
+        def ask(item: tuple[int, Messages]) -> int:
+            i, messages = item
+            body = {
+                "messages": messages,
+                "max_tokens": PARAMS.max_new_tokens,
+                "temperature": PARAMS.temperature,
+                "top_p": PARAMS.top_p,
+                "top_k": PARAMS.top_k,
+                "seed": SEED + i,
+            }
+            request = urllib.request.Request(
+                f"{url}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=600) as reply:
+                out = json.loads(reply.read())
+            stopped = out["choices"][0]["finish_reason"] == "stop"
+            return int(out["usage"]["completion_tokens"]) + int(stopped)  # the end token, like the others
+
+        with ThreadPoolExecutor(slots) as pool:
+            list(pool.map(ask, enumerate(prompts[:slots])))  # warm-up
+            start = time.perf_counter()
+            tokens = sum(pool.map(ask, enumerate(prompts)))
+            wall = time.perf_counter() - start
+    finally:
+        server.terminate()
+        server.wait()
+    return Row("llama_server", len(prompts), tokens, wall, f"Q4_1 GGUF, {slots} slots, continuous batching")
+
+
+def server_compare(binary: Path, n: int, batch: int, slots: int) -> tuple[list[Row], dict[str, float]]:
+    """llama.cpp's server with parallel slots and the textsynth backend, same prompts."""
+    prompts = make_prompts(n)
+    log(f"llama_server: {n} prompts, {slots} slots")
+    rows = [run_llama_server(binary, prompts, slots)]
+    backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), load("bfloat16"))
+    requests = make_requests(prompts)
+    run_backend(backend, requests[:2], GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4}))
+    log(f"textsynth_backend: {n} prompts, batch {batch}")
+    examples, tokens, wall = run_backend(backend, requests, PARAMS)
+    rows.append(Row("textsynth_backend", examples, tokens, wall, f"bf16, batch {batch}"))
+    return rows, {
+        "textsynth_backend vs llama_server (examples/s)": rows[1].examples_per_s / rows[0].examples_per_s,
+        "textsynth_backend vs llama_server (tokens/s)": rows[1].tokens_per_s / rows[0].tokens_per_s,
+    }
+
+
 def default_build(subset: int) -> tuple[list[Row], dict[str, float]]:
     """The README's build, everything included, against the one-at-a-time baseline."""
     fp32 = load("float32")
@@ -447,6 +522,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--scaling", action="store_true", help="only textsynth_backend over N × batch")
     parser.add_argument("--default-build", action="store_true", help="the README build against the baseline")
+    parser.add_argument("--llama-server", type=Path, metavar="PATH", help="llama-server binary")
+    parser.add_argument("--slots", type=int, default=16, help="llama-server parallel slots (default 16)")
     parser.add_argument("--scaling-n", type=int, nargs="+", default=list(SCALING_N), metavar="N")
     parser.add_argument("--scaling-batch", type=int, nargs="+", default=list(SCALING_BATCH), metavar="B")
     args = parser.parse_args(argv)
@@ -473,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         if args.default_build:
             (rows, ratios), notes = default_build(args.baseline_subset), []
+        elif args.llama_server:
+            (rows, ratios), notes = server_compare(args.llama_server, args.n, args.batch, args.slots), []
         else:
             rows, ratios, notes = compare(args.n, args.batch, args.baseline_subset)
         print_table(rows)

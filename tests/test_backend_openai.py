@@ -36,7 +36,7 @@ def server_pipeline(project: Path, base_url: str, n: int, **model: object) -> Pa
     data = load_pipeline(SENTIMENT).model_dump(mode="json")
     data["n"] = n
     data["model"].update(backend="openai", base_url=base_url, name=identify(ModelConfig()).source, **model)
-    data["generation"].update(max_new_tokens=32)
+    data["generation"].update(max_new_tokens=32, guidance_scale=1)  # servers decode no guidance rows
     data["quality"]["top_up_rounds"] = 0
     path = project / "pipelines" / "server.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -21,6 +21,7 @@ def vllm_pipeline(project, n: int):
     data = load_pipeline(SENTIMENT).model_dump(mode="json")
     data.update(n=n)
     data["model"]["backend"] = "vllm"
+    data["generation"]["guidance_scale"] = 1  # vLLM decodes no guidance rows
     path = project / "pipelines" / "vllm.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
