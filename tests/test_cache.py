@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -11,7 +12,7 @@ from textsynth.cache import CompletionCache
 from textsynth.config import load_pipeline
 from textsynth.generate import request_fingerprint
 from textsynth.models import ModelIdentity
-from textsynth.pipeline import run_build
+from textsynth.pipeline import prepare, run_build
 
 from .conftest import SENTIMENT, edit_pipeline
 
@@ -54,14 +55,19 @@ def test_shared_cache_gives_full_hits_and_no_model_calls(built, tmp_path):
 
 def test_config_drift_regenerates_only_affected_requests(greedy_pipeline, tmp_path):
     out = tmp_path / "drift"
-    first = run_build(greedy_pipeline, out=out, quiet=True)
-    text = greedy_pipeline.read_text().replace(
-        "The reviewer is pleased with the product", "The reviewer loves the product"
+    run_build(greedy_pipeline, out=out, quiet=True)
+    template = greedy_pipeline.parents[1] / "prompts" / "review_user.jinja"
+    template.write_text(template.read_text().replace("you are pleased with it", "you love it"))
+    prep = prepare(greedy_pipeline)
+    assert prep.templates is not None
+    # a request changes when its prompt or its guidance prompt names the positive opinion
+    affected = sum(
+        "you love it" in json.dumps([prep.messages[ex.id], prep.templates.render_negative(ex)])
+        for ex in prep.planned
     )
-    greedy_pipeline.write_text(text)
+    assert 0 < affected < 12
     second = run_build(greedy_pipeline, out=out, quiet=True)
-    positives = first.summary.planned_labels["positive"]
-    assert second.summary.drift.changed == positives and second.summary.drift.new == 0
-    assert second.summary.generated == positives and second.summary.reused == 12 - positives
+    assert second.summary.drift.changed == affected and second.summary.drift.new == 0
+    assert second.summary.generated == affected and second.summary.reused == 12 - affected
     forced = run_build(edit_pipeline(greedy_pipeline, n="6"), out=out, quiet=True, force=True)
     assert forced.summary.reused == 0 and forced.summary.cached == 0 and forced.summary.planned == 6
