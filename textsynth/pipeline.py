@@ -59,6 +59,7 @@ class Prepared:
     planned: list[PlannedExample]
     messages: dict[str, list[dict[str, str]]]
     seeds: SeedPool | None = None
+    instructions: dict[str, str] = field(default_factory=dict)  # echo filter references, by id
 
     @property
     def template_key(self) -> str:
@@ -230,9 +231,13 @@ def _items(prep: Prepared, model: ModelIdentity, planned: list[PlannedExample]) 
 
 
 def _instructions(prep: Prepared, items: list[WorkItem]) -> dict[str, str]:
-    """What the echo filter compares each text with (inserted material masked)."""
-    assert prep.templates is not None, "single-step pipelines only"
-    return {i.example.id: prep.templates.instruction(i.example) for i in items}
+    """What the echo filter compares each text with (inserted material masked), rendered once."""
+    templates = prep.templates
+    assert templates is not None, "single-step pipelines only"
+    for i in items:
+        if i.example.id not in prep.instructions:
+            prep.instructions[i.example.id] = templates.instruction(i.example)
+    return {i.example.id: prep.instructions[i.example.id] for i in items}
 
 
 def _probe(items: list[WorkItem], pipeline: Pipeline) -> list[WorkItem]:
