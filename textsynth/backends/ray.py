@@ -41,9 +41,7 @@ class _Worker:
         return np.asarray(self.backend.score(prompts, choices), dtype=float)
 
     def model_loads(self) -> int:
-        from textsynth.models import model_loads
-
-        return model_loads()
+        return self.backend.model_loads()
 
 
 class RayBackend(Backend):
