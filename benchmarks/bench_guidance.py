@@ -35,7 +35,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     prep = prepare(ROOT / "pipelines" / "sentiment.yaml", n=args.n)
-    assert prep.templates is not None
     base = prep.pipeline.generation.model_copy(update={"guidance_scale": 1.0, "guidance_tokens": None})
     modes = {
         "γ = 1 (off)": base,

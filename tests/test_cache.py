@@ -59,7 +59,6 @@ def test_config_drift_regenerates_only_affected_requests(greedy_pipeline, tmp_pa
     template = greedy_pipeline.parents[1] / "prompts" / "review_user.jinja"
     template.write_text(template.read_text().replace("you are pleased with it", "you love it"))
     prep = prepare(greedy_pipeline)
-    assert prep.templates is not None
     # a request changes when its prompt or its guidance prompt names the positive opinion
     affected = sum(
         "you love it" in json.dumps([prep.messages[ex.id], prep.templates.render_negative(ex)])

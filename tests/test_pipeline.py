@@ -8,7 +8,6 @@ from collections import Counter
 import datasets
 
 from textsynth.config import load_pipeline
-from textsynth.generate import WorkItem
 from textsynth.pipeline import _ahead, _probe, prepare, run_build
 from textsynth.records import Record
 from textsynth.taxonomy import label_counts
@@ -78,10 +77,8 @@ def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built15
     """The 150-example build checked its first batch and planned extras for what it lost there;
     the summary has the wall time per phase."""
     summary = json.loads((built150.run_dir / "summary.json").read_text())
-    probe = _probe(
-        [WorkItem(ex, [], "") for ex in prepare(SENTIMENT, n=150, seed=5).planned], load_pipeline(SENTIMENT)
-    )
-    assert Counter(i.example.label for i in probe) == {"positive": 21, "negative": 21, "neutral": 21}
+    probe = _probe(prepare(SENTIMENT, n=150, seed=5).planned, load_pipeline(SENTIMENT))
+    assert Counter(ex.label for ex in probe) == {"positive": 21, "negative": 21, "neutral": 21}
     records = [json.loads(line) for line in (built150.run_dir / "records.jsonl").open()]
     assert summary["planned"] == len(records) >= 150 + summary["planned_ahead"]
     if summary["top_up_rounds"] == 0:

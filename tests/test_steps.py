@@ -39,7 +39,11 @@ def test_each_step_sees_the_outputs_of_the_earlier_ones(instructions):
     model = identify(prep.pipeline.model)
     for r in records:
         steps = r["generation"]["steps"]
-        assert set(steps) == {"instruction", "response", "judge"} or set(steps) == {"instruction"}
+        assert set(steps) in (
+            {"instruction", "response", "judge"},
+            {"instruction", "response"},
+            {"instruction"},
+        )
         assert set(steps["instruction"]["template_sha"]) == {"instructions_instruction.jinja"}
         if len(steps) < 3:  # a step's output was unusable, so later steps did not run
             assert r["status"] == "rejected"
@@ -125,10 +129,12 @@ def test_kill_between_steps_then_resume_is_byte_identical(tmp_path):
     killed = _cli(*args, fault="step_done:1")  # SIGKILL right after the instruction step
     assert killed.returncode == -9
     assert not (out / "records.jsonl").exists()
+    for cache in out.glob("cache.sqlite*"):  # the finished step must come from the run's shards
+        cache.unlink()
     resumed = _cli("resume", str(out), "--quiet", "--json")
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads(resumed.stdout.splitlines()[-1])
-    assert summary["cached"] >= 4, "the instruction step came from the cache"
+    assert summary["reused"] >= 4 and summary["cached"] == 0, "the instruction step came from the shards"
     fresh = tmp_path / "fresh"
     assert _cli("build", str(pipeline), "--n", "4", "--out", str(fresh), "--quiet").returncode == 0
     for name in ("records.jsonl", "data.jsonl"):
@@ -339,14 +345,14 @@ GOOD_BAD = [
 def test_judge_separates_planted_good_and_bad_responses(tmp_path):
     from textsynth.backends import make_backend
     from textsynth.cache import CompletionCache
-    from textsynth.generate import GenerationStats
     from textsynth.models import identify
-    from textsynth.steps import Example, StepRunner
+    from textsynth.scoring import CachedScorer
+    from textsynth.steps import Example, judge
     from textsynth.taxonomy import PlannedExample
 
     prep = prepare(INSTRUCTIONS, n=2)
     pipeline = prep.pipeline
-    judge = pipeline.steps[-1]
+    step = pipeline.steps[-1]
     examples = []
     for i, (instruction, good, bad) in enumerate(GOOD_BAD):
         for kind, response in (("good", good), ("bad", bad)):
@@ -354,16 +360,10 @@ def test_judge_separates_planted_good_and_bad_responses(tmp_path):
                 f"{kind}{i}", "all", {"task_type": "x", "domain": "x", "difficulty": "simple"}, 0, i
             )
             examples.append(Example(planned, outputs={"instruction": instruction, "response": response}))
-    runner = StepRunner(
-        pipeline,
-        prep.steps,
-        identify(pipeline.model),
-        CompletionCache(tmp_path / "cache.sqlite"),
-        lambda: make_backend(pipeline.model),
-        None,
-        GenerationStats(),
-    )
-    runner.judge(judge, examples)
+    cache = CompletionCache(tmp_path / "cache.sqlite")
+    scorer = CachedScorer(lambda: make_backend(pipeline.model), cache, identify(pipeline.model))
+    templates = prep.steps[step.name]
+    judge(step, examples, scorer, lambda e, extra: templates.render(e.planned, {**e.outputs, **extra}), {})
     truth = [e.planned.id.startswith("good") for e in examples]
     auc = roc_auc_score(truth, [e.scores["judge"] for e in examples])
     print(f"judge ROC AUC on {len(GOOD_BAD)} good and {len(GOOD_BAD)} bad responses: {auc:.3f}")

@@ -397,10 +397,7 @@ def validate(
         example = next((ex for ex in prep.planned if ex.label == label), None)
         if example is None:
             continue
-        if prep.templates is not None:
-            messages = prep.templates.render(example)
-        else:  # first step only: later steps need earlier outputs
-            messages = next(iter(prep.steps.values())).render(example)
+        messages = prep.messages[example.id]  # first step only: later steps need earlier outputs
         console.print(f"[bold]sample prompt for {label}[/bold] ({example.leaf})")
         for m in messages:
             console.print(f"  {m['role']}: {m['content']}", highlight=False, markup=False)

@@ -99,6 +99,7 @@ class Templates(ConfigBase):
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ALL = "all"  # the one group of a pipeline without labels
+TEXT_STEP = "text"  # the one step of a pipeline given as a `templates:` pair
 FIELD_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 
 
@@ -437,14 +438,22 @@ class Pipeline(ConfigBase):
             raise ValueError("steps: at least one step must produce text (a judge step only scores)")
         return self
 
+    @property
+    def generation_steps(self) -> list[Step]:
+        """What the generation stage runs: the steps, or a `templates:` pair as one step `text`."""
+        if self.steps:
+            return list(self.steps)
+        assert self.templates is not None, "validated: a pipeline has templates or steps"
+        return [Step(name=TEXT_STEP, templates=self.templates)]
+
     def output_names(self, judges: bool = True) -> list[str]:
         return [o for s in self.steps if judges or s.judge is None for o in s.outputs]
 
     @property
-    def record_text(self) -> str | None:
-        """The step output stored as the record's text (None for a single-step pipeline)."""
+    def record_text(self) -> str:
+        """The step output stored as the record's text (default: the last text output)."""
         texts = self.output_names(judges=False)
-        return self.text_field or (texts[-1] if texts else None)
+        return self.text_field or (texts[-1] if texts else TEXT_STEP)
 
     @property
     def instruction_field(self) -> str | None:

@@ -1,12 +1,14 @@
-"""Generation stage: cache lookups, backend calls, and durable per-batch appends.
+"""Generation stage: every step of every example, from the shards, the cache or the backend.
 
-Each request's completion is looked up by fingerprint first; only misses reach the backend.
-Every batch is appended to the run's shard (fsynced) and to the cache before the next one
-starts, so a crash or Ctrl-C loses at most the batch in flight.
+Each request's completion is looked up by fingerprint first, in the run directory's shards, then
+in the completion cache; only misses reach the backend. Every batch is appended to the run's
+shard (fsynced) and to the cache before the next one starts, so a crash or Ctrl-C loses at most
+the batch in flight.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import signal
@@ -21,16 +23,19 @@ from typing import Any
 from rich.progress import Progress
 
 from textsynth import faults
-from textsynth.backends import Backend, Completion, Request
+from textsynth.backends import Backend, Completion, Request, make_backend
 from textsynth.cache import CompletionCache
-from textsynth.config import GenerationParams, Pipeline
+from textsynth.config import GenerationParams, ModelConfig, Pipeline, Step
 from textsynth.errors import Interrupted, ModelError, RunDirError
-from textsynth.models import ModelIdentity
-from textsynth.parse import parse_record
+from textsynth.models import ModelIdentity, identify
 from textsynth.records import Record
 from textsynth.run import RunDir, ShardWriter
+from textsynth.scoring import CachedScorer
+from textsynth.steps import Example, accept, judge, schema, step_seed, to_record
 from textsynth.taxonomy import PlannedExample
 from textsynth.templates import PromptTemplates
+
+_identify = functools.cache(identify)  # a step's own model, resolved once per process
 
 
 def request_fingerprint(
@@ -58,80 +63,6 @@ def request_fingerprint(
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-@dataclass
-class WorkItem:
-    """A planned example with everything needed to generate and record it."""
-
-    example: PlannedExample
-    messages: list[dict[str, str]]
-    fingerprint: str
-    negative: list[dict[str, str]] | None = None  # the guidance prompt, when guidance is on
-
-
-def make_record(
-    item: WorkItem,
-    pipeline: Pipeline,
-    templates: PromptTemplates,
-    model: ModelIdentity,
-    completion: Completion,
-) -> Record:
-    """A parsed record with full provenance for one completion."""
-    ex = item.example
-    rendered = json.dumps(item.messages, sort_keys=True)
-    record = Record(
-        id=ex.id,
-        label=ex.label,
-        attributes=dict(ex.attributes),
-        prompt={
-            "template": templates.key,
-            "template_sha": templates.shas,
-            "rendered_sha": hashlib.sha256(rendered.encode()).hexdigest(),
-            "exemplars": templates.exemplars(ex),
-        },
-        generation={
-            "model": model.model_id,
-            "revision": model.revision,
-            "dtype": model.dtype,
-            "params": pipeline.generation.model_dump(),
-            "seed": ex.seed,
-            "fingerprint": item.fingerprint,
-            "raw": completion.text,
-            "tokens": completion.tokens,
-            "finish_reason": completion.finish_reason,
-        },
-    )
-    return parse_record(record, completion.text, completion.finish_reason == "length")
-
-
-def generate_records(
-    items: list[WorkItem],
-    pipeline: Pipeline,
-    templates: PromptTemplates,
-    model: ModelIdentity,
-    backend: Backend,
-    writer: ShardWriter,
-    cache: CompletionCache,
-    should_stop: Callable[[], bool],
-) -> Iterator[Record]:
-    """Generate records for `items`, persisting each batch before yielding it."""
-    by_id = {item.example.id: item for item in items}
-    requests = [Request(i.example.id, i.messages, i.example.seed, i.negative) for i in items]
-    pending: list[tuple[str, Completion]] = []
-    batch: list[Record] = []
-    for completion in answers(backend, requests, pipeline.generation):
-        item = by_id[completion.id]
-        record = make_record(item, pipeline, templates, model, completion)
-        writer.append(record)
-        faults.point("mid_shard")
-        pending.append((item.fingerprint, completion))
-        batch.append(record)
-        if len(batch) >= pipeline.model.batch_size or should_stop():
-            yield from _persist(writer, cache, pending, batch)
-            if should_stop():
-                return
-    yield from _persist(writer, cache, pending, batch)
-
-
 def answers(backend: Backend, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
     """The backend's completions; a malformed answer (a server's) becomes a one-line ModelError."""
     stream = backend.generate(requests, params)
@@ -146,17 +77,6 @@ def answers(backend: Backend, requests: Sequence[Request], params: GenerationPar
                 "are saved, check the server or model and run the same command again"
             ) from None
         yield completion
-
-
-def _persist(
-    writer: ShardWriter, cache: CompletionCache, pending: list[tuple[str, Completion]], batch: list[Record]
-) -> Iterator[Record]:
-    faults.point("write_error")
-    writer.flush()
-    cache.put_many(pending)
-    pending.clear()
-    yield from batch
-    batch.clear()
 
 
 class StopFlag:
@@ -202,61 +122,216 @@ class GenerationStats:
     seconds: float = 0.0
 
 
-def generate_all(
-    items: list[WorkItem],
-    pipeline: Pipeline,
-    templates: PromptTemplates,
-    model: ModelIdentity,
-    run: RunDir,
-    cache: CompletionCache,
-    backend: Callable[[], Backend],
-    progress: Progress,
-    stats: GenerationStats,
-) -> dict[str, Record]:
-    """Records for `items` by id: reused from the shards, from cache hits, or generated now."""
-    wanted = {i.example.id: i.fingerprint for i in items}
-    done = {r.id: r for r in run.read_shards() if wanted.get(r.id) == r.generation.get("fingerprint")}
-    stats.reused += len(done)
-    missing = [i for i in items if i.example.id not in done]
-    hits = cache.get_many(i.fingerprint for i in missing)
-    writer = run.shard_writer()
-    stop = StopFlag()
-    try:
-        for item in missing:
-            if item.fingerprint in hits:
-                record = make_record(item, pipeline, templates, model, hits[item.fingerprint])
-                writer.append(record)
-                done[record.id] = record
-                stats.cached += 1
+class GenerationStage:
+    """Runs every step over planned examples: run-directory shards first, the cache next, the
+    backend last.
+
+    After each batch the examples' records (as far as their steps have run) are appended to a
+    shard and fsynced, and the completions go to the cache, before the next batch starts: a crash
+    or Ctrl-C loses at most the batch in flight, and a resume takes each finished step from the
+    shards by its request fingerprint, whichever step the build stopped in.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        templates: dict[str, PromptTemplates],
+        model: ModelIdentity,
+        run: RunDir,
+        cache: CompletionCache,
+        backend: Callable[[], Backend],
+        progress: Callable[[], Progress],
+        stats: GenerationStats,
+        rendered: dict[str, list[dict[str, str]]] | None = None,
+    ) -> None:
+        self.pipeline, self.templates, self.model, self.run_dir = pipeline, templates, model, run
+        self.cache, self.backend, self.progress, self.stats = cache, backend, progress, stats
+        self.steps = pipeline.generation_steps
+        self.rendered = rendered or {}  # the first step's prompts, rendered while planning
+        self.stop = StopFlag()
+        self.others: dict[ModelConfig, Backend] = {}
+        self.instructions: dict[str, str] = {}  # what the echo filter compares each text with
+        self.changed: set[str] = set()  # ids whose stored step fingerprints differ from now
+        self.entries: dict[str, dict[str, dict[str, Any]]] = {}  # id → step → stored step entry
+        self.lines: dict[str, str] = {}  # id → its latest shard line
+        for record in run.read_shards():  # what earlier builds made; this build only adds to it
+            self.entries[record.id] = record.generation.get("steps") or {}
+            self.lines[record.id] = record.to_json()
+
+    def run(self, planned: list[PlannedExample]) -> dict[str, Record]:
+        """Records for `planned` by id, every step run or reused."""
+        examples = [Example(p) for p in planned]
+        writer = self.run_dir.shard_writer()
+        try:
+            with self.stop.on_signals():
+                for k, step in enumerate(self.steps):
+                    live = [e for e in examples if e.reason is None]
+                    if step.judge is not None:
+                        engine = functools.partial(self._engine, step)
+                        scorer = CachedScorer(engine, self.cache, self._identity(step))
+                        judge(step, live, scorer, functools.partial(self._render, step), self._shas(step))
+                    else:
+                        self._step(k, step, live, writer)
+                    faults.point("step_done")
+            records = {e.planned.id: self._record(e) for e in examples}
+            for record in records.values():
+                self._append(writer, record)
+            writer.flush()
+        except (OSError, sqlite3.OperationalError) as exc:  # disk full, quota, I/O error
+            with suppress(OSError):
+                writer.close()  # what still fits is kept; the rest is regenerated on resume
+            raise RunDirError(
+                f"{self.run_dir.path}: cannot write ({getattr(exc, 'strerror', None) or exc}); finished "
+                f"records are saved, fix the cause and continue with `textsynth resume {self.run_dir.path}`"
+            ) from None
+        finally:
+            writer.close()
+        return records
+
+    def _step(self, k: int, step: Step, examples: list[Example], writer: ShardWriter) -> None:
+        """A step over `examples`; a JSON output that does not parse is tried again with a new seed."""
+        pending = examples
+        for attempt in range(step.retries + 1 if step.output == "json" else 1):
+            if not pending:
+                return
+            pending = self._attempt(k, step, pending, attempt, writer)
+        for ex in pending:
+            ex.reason = "unparseable"
+
+    def _attempt(
+        self, k: int, step: Step, examples: list[Example], attempt: int, writer: ShardWriter
+    ) -> list[Example]:
+        """One try of a step; returns the examples whose output does not parse."""
+        params = step.generation or self.pipeline.generation
+        model, decode_to = self._identity(step), schema(step)
+        requests = [self._request(k, step, e, attempt, params, decode_to) for e in examples]
+        fps = {
+            r.id: request_fingerprint(model, r.messages, params, r.seed, r.negative, decode_to)
+            for r in requests
+        }
+        by_id = {e.planned.id: e for e in examples}
+        failed: list[Example] = []
+
+        def take(rid: str, completion: Completion, seed: int, stored: bool) -> None:
+            ex = by_id[rid]
+            before = self.entries.get(rid, {}).get(step.name, {}).get("fingerprint")
+            if before is not None and before != fps[rid]:
+                self.changed.add(rid)
+            ex.steps[step.name] = {
+                "raw": completion.text,
+                "seed": seed,
+                "tokens": completion.tokens,
+                "finish_reason": completion.finish_reason,
+                "template_sha": self._shas(step),
+                "fingerprint": fps[rid],
+                "attempts": attempt + 1,
+            }
+            if not accept(step, ex, completion):
+                failed.append(ex)
+            elif self.pipeline.record_text in step.outputs:
+                self.instructions[rid] = self.templates[step.name].instruction(ex.planned, ex.outputs)
+                ex.finish_reason = completion.finish_reason
+            if not stored:
+                self._append(writer, self._record(ex))
+
+        seeds = {r.id: r.seed for r in requests}
+        stored = {r.id: c for r in requests if (c := self._stored(step, r.id, fps[r.id])) is not None}
+        hits = self.cache.get_many(fps[r.id] for r in requests if r.id not in stored)
+        todo = []
+        for r in requests:
+            if r.id in stored:
+                take(r.id, stored[r.id], r.seed, stored=True)
+                self.stats.reused += 1
+            elif fps[r.id] in hits:
+                take(r.id, hits[fps[r.id]], r.seed, stored=False)
+                self.stats.cached += 1
+            else:
+                todo.append(r)
         writer.flush()
-        todo = [i for i in missing if i.fingerprint not in hits]
-        if todo:
-            with progress.console.status("loading the model"):
-                engine = backend()
-            engine.check(
-                [Request(i.example.id, i.messages, i.example.seed, i.negative) for i in todo],
-                pipeline.generation,
+        if not todo:
+            return failed
+        progress = self.progress()
+        with progress.console.status("loading the model"):
+            engine = self._engine(step)
+        engine.check(todo, params)
+        faults.point("generation_start")
+        start, made, pending = time.perf_counter(), 0, []
+        if self.stop():  # stopped while the model loaded
+            raise Interrupted(str(self.run_dir.path), len(requests) - len(todo), len(todo), self.stop.signum)
+        with progress:
+            task = progress.add_task(
+                step.name if self.pipeline.steps else "generating", total=len(todo), rate=0.0
             )
-            faults.point("generation_start")
-            start, made = time.perf_counter(), 0
-            with progress, stop.on_signals():
-                task = progress.add_task("generating", total=len(todo), rate=0.0)
-                for record in generate_records(todo, pipeline, templates, model, engine, writer, cache, stop):
-                    done[record.id] = record
-                    made += 1
-                    stats.tokens += int(record.generation.get("tokens", 0))
-                    progress.update(task, advance=1, rate=made / (time.perf_counter() - start))
-            stats.generated += made
-            stats.seconds += time.perf_counter() - start
-    except (OSError, sqlite3.OperationalError) as exc:  # disk full, quota, I/O error
-        with suppress(OSError):
-            writer.close()  # what still fits is kept; the rest is regenerated on resume
-        raise RunDirError(
-            f"{run.path}: cannot write ({getattr(exc, 'strerror', None) or exc}); {len(done)} finished "
-            f"records are saved, fix the cause and continue with `textsynth resume {run.path}`"
-        ) from None
-    finally:
-        writer.close()
-    if stop.signum is not None:
-        raise Interrupted(str(run.path), len(done), len(items) - len(done), stop.signum)
-    return done
+            for completion in answers(engine, todo, params):
+                take(completion.id, completion, seeds[completion.id], stored=False)
+                faults.point("mid_shard")
+                pending.append((fps[completion.id], completion))
+                made += 1
+                self.stats.tokens += completion.tokens
+                progress.update(task, advance=1, rate=made / (time.perf_counter() - start))
+                if len(pending) >= self.pipeline.model.batch_size or self.stop():
+                    self._persist(writer, pending)
+                    if self.stop():
+                        break
+        self._persist(writer, pending)
+        self.stats.generated += made
+        self.stats.seconds += time.perf_counter() - start
+        if self.stop.signum is not None:
+            left = len(todo) - made
+            raise Interrupted(str(self.run_dir.path), len(requests) - left, left, self.stop.signum)
+        return failed
+
+    def _request(
+        self,
+        k: int,
+        step: Step,
+        ex: Example,
+        attempt: int,
+        params: GenerationParams,
+        decode_to: dict[str, Any] | None,
+    ) -> Request:
+        templates, rid = self.templates[step.name], ex.planned.id
+        messages = (self.rendered.get(rid) if k == 0 else None) or templates.render(ex.planned, ex.outputs)
+        negative = templates.render_negative(ex.planned, ex.outputs) if params.guidance_scale != 1 else None
+        seed = step_seed(ex.planned, step.name, k == 0, attempt)
+        return Request(rid, messages, seed, negative, decode_to)
+
+    def _stored(self, step: Step, rid: str, fingerprint: str) -> Completion | None:
+        """This step's completion from the shards, when it was made for the same request."""
+        entry = self.entries.get(rid, {}).get(step.name)
+        if entry is None or entry.get("fingerprint") != fingerprint or entry.get("raw") is None:
+            return None
+        return Completion(rid, entry["raw"], int(entry.get("tokens", 0)), entry.get("finish_reason", "stop"))
+
+    def _persist(self, writer: ShardWriter, pending: list[tuple[str, Completion]]) -> None:
+        faults.point("write_error")
+        writer.flush()
+        self.cache.put_many(pending)
+        pending.clear()
+
+    def _append(self, writer: ShardWriter, record: Record) -> None:
+        """Append a record unless the shards already end with exactly this line for it."""
+        line = record.to_json()
+        if self.lines.get(record.id) != line:
+            writer.append(record)
+            self.lines[record.id] = line
+
+    def _record(self, ex: Example) -> Record:
+        return to_record(ex, self.pipeline, self.templates, self.model)
+
+    def _render(self, step: Step, ex: Example, extra: dict[str, Any]) -> list[dict[str, str]]:
+        return self.templates[step.name].render(ex.planned, {**ex.outputs, **extra})
+
+    def _shas(self, step: Step) -> dict[str, str]:
+        return self.templates[step.name].shas
+
+    def _identity(self, step: Step) -> ModelIdentity:
+        return self.model if step.model is None else _identify(step.model)
+
+    def _engine(self, step: Step) -> Backend:
+        """The step's own model where it names one, loaded once, else the pipeline's."""
+        if step.model is None:
+            return self.backend()
+        if step.model not in self.others:
+            self.others[step.model] = make_backend(step.model)
+        return self.others[step.model]

@@ -30,8 +30,8 @@ from textsynth.embed import TextEmbedder, check_encoder, encoder_name
 from textsynth.errors import RunDirError
 from textsynth.export import ExportOptions, export
 from textsynth.funnel import Funnel
-from textsynth.generate import GenerationStats, WorkItem, generate_all, request_fingerprint
-from textsynth.models import ModelIdentity, identify
+from textsynth.generate import GenerationStage, GenerationStats
+from textsynth.models import identify
 from textsynth.quality.base import Stage
 from textsynth.quality.chain import run_quality
 from textsynth.quality.diversity import diversity_report
@@ -41,7 +41,7 @@ from textsynth.review import add_review_step, apply_sheet, carry_decisions
 from textsynth.run import RunDir, write_atomic
 from textsynth.scoring import CachedScorer
 from textsynth.seeds import SeedPool, load_seeds, with_seed_taxonomy
-from textsynth.steps import StepRunner, step_templates
+from textsynth.steps import step_templates
 from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
 from textsynth.templates import PromptTemplates, prompt_dirs
 
@@ -50,25 +50,27 @@ T = TypeVar("T")
 
 @dataclass
 class Prepared:
-    """A validated pipeline with its plan and rendered prompts; no model involved yet."""
+    """A validated pipeline with its plan and first prompts rendered; no model involved yet."""
 
     pipeline: Pipeline
     source: Path | None
-    templates: PromptTemplates | None  # a single-step pipeline's prompt
-    steps: dict[str, PromptTemplates]  # or each step's
+    steps: dict[str, PromptTemplates]  # each generation step's prompt, in order
     planned: list[PlannedExample]
-    messages: dict[str, list[dict[str, str]]]
+    messages: dict[str, list[dict[str, str]]]  # the first step's prompt of every planned example
     seeds: SeedPool | None = None
-    instructions: dict[str, str] = field(default_factory=dict)  # echo filter references, by id
+
+    @property
+    def templates(self) -> PromptTemplates:
+        """The first step's prompt (a `templates:` pair's)."""
+        return next(iter(self.steps.values()))
 
     @property
     def template_key(self) -> str:
-        return self.templates.key if self.templates else "+".join(t.key for t in self.steps.values())
+        return "+".join(t.key for t in self.steps.values())
 
     @property
     def template_shas(self) -> dict[str, str]:
-        every = [self.templates] if self.templates else list(self.steps.values())
-        return {k: v for t in every for k, v in t.shas.items()}
+        return {k: v for t in self.steps.values() for k, v in t.shas.items()}
 
 
 @dataclass
@@ -169,15 +171,14 @@ def prepare(
     dirs = [prompt_dir] if prompt_dir else prompt_dirs(path)
     seeds = load_seeds(pipeline, path)
     pipeline = with_seed_taxonomy(pipeline, seeds)
-    templates = None if pipeline.steps else PromptTemplates(pipeline, dirs, seeds=seeds)
-    steps = step_templates(pipeline, dirs, seeds) if pipeline.steps else {}
+    steps = step_templates(pipeline, dirs, seeds)
     check_encoder(pipeline.quality.embedding_model)
     if "vllm" in {pipeline.model.backend, *(s.model.backend for s in pipeline.steps if s.model)}:
         require_vllm()
-    key = templates.key if templates else "+".join(t.key for t in steps.values())
-    planned = plan(pipeline, key)
-    messages = {ex.id: templates.render(ex) for ex in planned} if templates else {}
-    return Prepared(pipeline, path, templates, steps, planned, messages, seeds)
+    planned = plan(pipeline, "+".join(t.key for t in steps.values()))
+    first = next(iter(steps.values()))
+    messages = {ex.id: first.render(ex) for ex in planned}  # a template error shows before any load
+    return Prepared(pipeline, path, steps, planned, messages, seeds)
 
 
 def _progress(console: Console, quiet: bool) -> Progress:
@@ -204,53 +205,17 @@ class Drift:
         return bool(self.changed or self.new or self.dropped)
 
 
-def _drift(previous_plan: set[str], previous: dict[str, str], items: list[WorkItem]) -> Drift:
-    """What really changed: requests whose fingerprint differs from their stored record, and ids
-    added to or removed from the plan. A planned request that is not generated yet (the build was
-    interrupted) is neither."""
-    planned = {i.example.id: i.fingerprint for i in items}
-    return Drift(
-        changed=sum(1 for rid, fp in planned.items() if rid in previous and previous[rid] != fp),
-        new=sum(1 for rid in planned if rid not in previous_plan),
-        dropped=sum(1 for rid in previous_plan if rid not in planned),
-    )
-
-
-def _items(prep: Prepared, model: ModelIdentity, planned: list[PlannedExample]) -> list[WorkItem]:
-    if prep.templates is None:
-        return []  # steps render their prompts as they run
-    params = prep.pipeline.generation
-    out = []
-    for ex in planned:
-        messages = prep.messages.get(ex.id) or prep.templates.render(ex)
-        prep.messages[ex.id] = messages
-        negative = prep.templates.render_negative(ex) if params.guidance_scale != 1 else None
-        fingerprint = request_fingerprint(model, messages, params, ex.seed, negative)
-        out.append(WorkItem(ex, messages, fingerprint, negative))
-    return out
-
-
-def _instructions(prep: Prepared, items: list[WorkItem]) -> dict[str, str]:
-    """What the echo filter compares each text with (inserted material masked), rendered once."""
-    templates = prep.templates
-    assert templates is not None, "single-step pipelines only"
-    for i in items:
-        if i.example.id not in prep.instructions:
-            prep.instructions[i.example.id] = templates.instruction(i.example)
-    return {i.example.id: prep.instructions[i.example.id] for i in items}
-
-
-def _probe(items: list[WorkItem], pipeline: Pipeline) -> list[WorkItem]:
+def _probe(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedExample]:
     """The first requests of every label, about one batch in all (none for small builds)."""
-    if not pipeline.quality.plan_ahead or len(items) < 32:
+    if not pipeline.quality.plan_ahead or len(planned) < 32:
         return []
-    per_label = max(1, min(len(items) // 2, pipeline.model.batch_size) // max(len(pipeline.labels), 1))
+    per_label = max(1, min(len(planned) // 2, pipeline.model.batch_size) // max(len(pipeline.labels), 1))
     taken: Counter[str] = Counter()
     out = []
-    for item in items:
-        if taken[item.example.label] < per_label:
-            taken[item.example.label] += 1
-            out.append(item)
+    for ex in planned:
+        if taken[ex.label] < per_label:
+            taken[ex.label] += 1
+            out.append(ex)
     return out
 
 
@@ -318,6 +283,166 @@ def _deficits(records: list[Record], quotas: dict[str, int]) -> dict[str, list[d
     return out
 
 
+class Build:
+    """One build, phase by phase: start the run directory, generate and check (with plan-ahead
+    and top-up rounds), measure diversity, store, export. Each phase's wall time is recorded."""
+
+    def __init__(
+        self, prep: Prepared, run: RunDir, console: Console, quiet: bool, cache: Path | None
+    ) -> None:
+        self.prep, self.pipeline, self.run, self.console, self.quiet = (
+            prep,
+            prep.pipeline,
+            run,
+            console,
+            quiet,
+        )
+        self.cache_path = cache
+        self.model = identify(self.pipeline.model)
+        self.quotas = label_counts(self.pipeline)
+        self.examples = list(prep.planned)
+        self.summary = BuildSummary(planned=len(self.examples))
+        self.clock = PhaseClock(self.summary.phases)
+
+    def start(self, force: bool, prompt_dir: Path | None) -> None:
+        """Record what this build is (manifest, plan, prompts) and open its cache and stage."""
+        pipeline, run, prep = self.pipeline, self.run, self.prep
+        if force:
+            run.reset()
+        had_manifest = run.read_manifest() is not None
+        previous_plan = run.read_plan()
+        run.write_manifest(
+            {
+                "name": pipeline.name,
+                "config": pipeline.model_dump(mode="json"),
+                "config_fingerprint": pipeline.fingerprint(),
+                "pipeline_file": str(prep.source.resolve()) if prep.source else None,
+                "templates": prep.template_shas,
+                "model": {
+                    "id": self.model.model_id,
+                    "revision": self.model.revision,
+                    "dtype": self.model.dtype,
+                },
+                "embedding_model": encoder_name(pipeline.quality.embedding_model),
+                "seed": pipeline.seed,
+                "planned": len(prep.planned),
+                "cache": str(self.cache_path.resolve()) if self.cache_path else None,
+            }
+        )
+        run.write_plan(ex.id for ex in prep.planned)
+        if prompt_dir is None:  # resume renders from this copy, whatever happens to prompts/ since
+            run.snapshot_prompts(prompt_dirs(prep.source))
+        self.backend = functools.cache(
+            self.clock.timed("load", lambda: make_generator(pipeline.model, pipeline.executor))
+        )
+        self.embedder = TextEmbedder(pipeline.quality.embedding_model, self.console)
+        self.cache = CompletionCache(self.cache_path or run.path / "cache.sqlite")
+        self.stage = GenerationStage(
+            pipeline,
+            prep.steps,
+            self.model,
+            run,
+            self.cache,
+            self.backend,
+            lambda: _progress(self.console, self.quiet),
+            self.summary.gen,
+            prep.messages,
+        )
+        if previous_plan is None:  # a run directory from before plan.txt
+            previous_plan = set(self.stage.lines)
+        planned = {ex.id for ex in prep.planned}
+        self.drift = Drift(
+            new=len(planned - previous_plan) if had_manifest else 0,
+            dropped=len(previous_plan - planned) if had_manifest else 0,
+        )
+
+    def check(self, records: list[Record], want: dict[str, int]) -> tuple[list[Record], Funnel, list[Stage]]:
+        scores = CachedScorer(self.backend, self.cache, self.model)
+        scorer = (lambda: scores) if self.pipeline.quality.label_check.zero_shot else (lambda: None)
+        seeds = self.prep.seeds.texts if self.prep.seeds else None
+        instructions = self.stage.instructions
+        return run_quality(records, self.pipeline, want, instructions, scorer, self.embedder, seeds)
+
+    def generate(self) -> tuple[list[Record], Funnel]:
+        """Generate, check quality and top up until every label has its quota (or rounds run out).
+
+        When the build is large enough, a first batch of every label is checked first and each
+        label is planned ahead by the share the quality stage lost of it.
+        """
+        pipeline, quotas, clock = self.pipeline, self.quotas, self.clock
+        parsed: dict[str, Record] = {}
+        for round_no in range(pipeline.quality.top_up_rounds + 1):
+            clock.start("generate" if round_no == 0 else "top_up")
+            probe = _probe(self.examples, pipeline) if round_no == 0 else []
+            if probe:
+                parsed.update(self.stage.run(probe))
+                clock.start("quality")
+                probed, _, _ = self.check(
+                    [parsed[ex.id] for ex in probe], {label: len(probe) for label in quotas}
+                )
+                extra = top_up(pipeline, self.prep.template_key, _ahead(probed, quotas), 0)
+                self.examples += extra
+                self.summary.planned_ahead = len(extra)
+                clock.start("generate")
+            parsed.update(self.stage.run([ex for ex in self.examples if ex.id not in parsed]))
+            faults.point("quality")
+            clock.start("quality" if round_no == 0 else "top_up")
+            records, funnel, stages = self.check([parsed[ex.id] for ex in self.examples], quotas)
+            self.summary.label_signals = [
+                x for st in stages if isinstance(st, LabelCheck) for x in st.signals
+            ]
+            deficits = _deficits(records, quotas)
+            if not deficits or round_no == pipeline.quality.top_up_rounds:
+                break
+            self.examples += top_up(pipeline, self.prep.template_key, deficits, round_no + 1)
+            self.summary.top_up_rounds = round_no + 1
+        self.drift.changed = len(self.stage.changed)
+        if self.drift and not self.quiet:
+            self.console.print(
+                f"config changed since the last build of {self.run.path}: {self.drift.changed} requests "
+                f"changed, {self.drift.new} new, {self.drift.dropped} no longer planned; reused the rest "
+                "(use --force to start over)",
+                highlight=False,
+            )
+        return records, funnel
+
+    def diversity(self, records: list[Record]) -> dict[str, Any]:
+        self.clock.start("diversity")
+        kept = [r for r in records if r.status == "kept"]
+        vectors = self.embedder([r.text or "" for r in kept])
+        with self.console.status("diversity metrics"):
+            leaves = {f"{ex.label}|{ex.leaf}" for ex in self.prep.planned}
+            return diversity_report(kept, vectors, list(self.quotas), leaves, self.pipeline.seed)
+
+    def store(self, records: list[Record], funnel: Funnel, report: dict[str, Any], wall: float) -> None:
+        """Write the records, their vectors, the summary, the funnel and the diversity report."""
+        run, summary = self.run, self.summary
+        if run.records_path.exists():  # a rebuild keeps what reviewers and decontamination decided
+            carry_decisions(run.read_records(), records)
+        funnel.snapshot("exported", records)
+        run.write_records(records)
+        run.write_embeddings(encoder_name(self.pipeline.quality.embedding_model), self.embedder, records)
+        summary.planned = len(self.examples)
+        summary.funnel = funnel
+        summary.drift = self.drift
+        summary.finish(records, self.quotas)
+        summary.model_loads = self.backend().model_loads() if self.backend.cache_info().currsize else 0
+        self.write_summary(wall)
+        write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")
+        write_atomic(run.path / "diversity.json", json.dumps(report, indent=2) + "\n")
+
+    def export(self, records: list[Record]) -> Any:  # datasets.DatasetDict
+        self.clock.start("export")
+        with self.console.status("exporting: splits, dataset card, hub folder, fine-tuning formats"):
+            dataset = export_run(self.run.path, pipeline=self.pipeline, records=records)
+        self.clock.stop()
+        return dataset
+
+    def write_summary(self, wall: float) -> None:
+        self.summary.wall_s = time.perf_counter() - wall
+        write_atomic(self.run.path / "summary.json", json.dumps(self.summary.to_dict(), indent=2) + "\n")
+
+
 def run_build(
     source: str | Path | Pipeline,
     *,
@@ -333,7 +458,7 @@ def run_build(
     export: bool = True,
     prompt_dir: Path | None = None,
 ) -> BuildResult:
-    """Build (or continue) a run: generate, check quality, top up, export.
+    """Build (or continue) a run: prepare, start, generate (and check), diversity, store, export.
 
     `executor` ('local' or 'ray') overrides the pipeline's `executor.kind`; `export=False` stops
     after the quality stage (preview), and the result has no dataset.
@@ -341,145 +466,22 @@ def run_build(
     wall = time.perf_counter()
     console = console or Console(stderr=True, quiet=quiet)
     prep = prepare(source, n=n, seed=seed, pipeline_path=pipeline_path, prompt_dir=prompt_dir)
-    pipeline = prep.pipeline
     if executor is not None:
-        pipeline = pipeline.model_copy(
-            update={"executor": pipeline.executor.model_copy(update={"kind": executor})}
-        )
-    run = RunDir(out or Path("runs") / pipeline.name)
-    model = identify(pipeline.model)
-    examples = list(prep.planned)
-    items = _items(prep, model, examples)
-    quotas = label_counts(pipeline)
+        update = {"executor": prep.pipeline.executor.model_copy(update={"kind": executor})}
+        prep.pipeline = prep.pipeline.model_copy(update=update)
+    run = RunDir(out or Path("runs") / prep.pipeline.name)
     with run.lock():
-        if force:
-            run.reset()
-        had_manifest = run.read_manifest() is not None
-        previous = {r.id: r.generation.get("fingerprint", "") for r in run.read_shards()}
-        previous_plan = run.read_plan()
-        if previous_plan is None:  # a run directory from before plan.txt
-            previous_plan = set(previous)
-        drift = _drift(previous_plan, previous, items) if had_manifest and items else Drift()
-        run.write_manifest(
-            {
-                "name": pipeline.name,
-                "config": pipeline.model_dump(mode="json"),
-                "config_fingerprint": pipeline.fingerprint(),
-                "pipeline_file": str(prep.source.resolve()) if prep.source else None,
-                "templates": prep.template_shas,
-                "model": {"id": model.model_id, "revision": model.revision, "dtype": model.dtype},
-                "embedding_model": encoder_name(pipeline.quality.embedding_model),
-                "seed": pipeline.seed,
-                "planned": len(prep.planned),
-                "cache": str(Path(cache_path).resolve()) if cache_path else None,
-            }
-        )
-        run.write_plan(ex.id for ex in prep.planned)
-        if prompt_dir is None:  # resume renders from this copy, whatever happens to prompts/ since
-            run.snapshot_prompts(prompt_dirs(prep.source))
-        if drift and not quiet:
-            console.print(
-                f"config changed since the last build of {run.path}: {drift.changed} requests changed, "
-                f"{drift.new} new, {drift.dropped} no longer planned; reusing the rest "
-                "(use --force to start over)",
-                highlight=False,
-            )
-        summary = BuildSummary(planned=len(examples), drift=drift)
-        clock = PhaseClock(summary.phases)
-        backend = functools.cache(
-            clock.timed("load", lambda: make_generator(pipeline.model, pipeline.executor))
-        )
-        embedder = TextEmbedder(pipeline.quality.embedding_model, console)
-        cache = CompletionCache(Path(cache_path) if cache_path else run.path / "cache.sqlite")
-        scores = CachedScorer(backend, cache, model)
-        scorer = (lambda: scores) if pipeline.quality.label_check.zero_shot else (lambda: None)
-
-        def generate(todo: list[WorkItem]) -> dict[str, Record]:
-            assert prep.templates is not None, "single-step pipelines only"
-            args = (prep.templates, model, run, cache, backend, _progress(console, quiet), summary.gen)
-            return generate_all(todo, pipeline, *args)
-
-        def check(
-            generated: list[Record], want: dict[str, int], asked: dict[str, str]
-        ) -> tuple[list[Record], Funnel, list[Stage]]:
-            seeds = prep.seeds.texts if prep.seeds else None
-            return run_quality(generated, pipeline, want, asked, scorer, embedder, seeds)
-
+        build = Build(prep, run, console, quiet, Path(cache_path) if cache_path else None)
+        build.start(force, prompt_dir)
         try:
-            parsed: dict[str, Record] = {}
-            prompts: dict[str, str] = {}
-            for round_no in range(pipeline.quality.top_up_rounds + 1):
-                clock.start("generate" if round_no == 0 else "top_up")
-                if prep.templates is None:
-                    runner = StepRunner(
-                        pipeline, prep.steps, model, cache, backend, _progress(console, quiet), summary.gen
-                    )
-                    done, step_prompts = runner.run([ex for ex in examples if ex.id not in parsed], run)
-                    parsed.update(done)
-                    prompts.update(step_prompts)
-                else:
-                    probe = _probe(items, pipeline) if round_no == 0 else []
-                    if probe:
-                        first = generate(probe)
-                        parsed.update(first)
-                        clock.start("quality")
-                        probed, _, _ = check(
-                            list(first.values()),
-                            {label: len(first) for label in quotas},
-                            _instructions(prep, probe),
-                        )
-                        extra = top_up(pipeline, prep.template_key, _ahead(probed, quotas), 0)
-                        examples += extra
-                        items += _items(prep, model, extra)
-                        summary.planned_ahead = len(extra)
-                        clock.start("generate")
-                    parsed.update(generate([i for i in items if i.example.id not in parsed]))
-                    prompts = _instructions(prep, items)
-                faults.point("quality")
-                clock.start("quality" if round_no == 0 else "top_up")
-                records, funnel, stages = check([parsed[ex.id] for ex in examples], quotas, prompts)
-                summary.label_signals = [x for st in stages if isinstance(st, LabelCheck) for x in st.signals]
-                deficits = _deficits(records, quotas)
-                if not deficits or round_no == pipeline.quality.top_up_rounds:
-                    break
-                extra = top_up(pipeline, prep.template_key, deficits, round_no + 1)
-                examples += extra
-                items += _items(prep, model, extra)
-                summary.top_up_rounds = round_no + 1
+            records, funnel = build.generate()
         finally:
-            cache.close()
-        clock.start("diversity")
-        summary.planned = len(examples)
-        summary.funnel = funnel
-        kept = [r for r in records if r.status == "kept"]
-        vectors = embedder([r.text or "" for r in kept])
-        with console.status("diversity metrics"):
-            report = diversity_report(
-                kept,
-                vectors,
-                list(quotas),
-                {f"{ex.label}|{ex.leaf}" for ex in prep.planned},
-                pipeline.seed,
-            )
-        if run.records_path.exists():  # a rebuild keeps what reviewers and decontamination decided
-            carry_decisions(run.read_records(), records)
-        funnel.snapshot("exported", records)
-        run.write_records(records)
-        run.write_embeddings(encoder_name(pipeline.quality.embedding_model), embedder, records)
-        summary.finish(records, quotas)
-        summary.model_loads = backend().model_loads() if backend.cache_info().currsize else 0
-        summary.wall_s = time.perf_counter() - wall
-        write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
-        write_atomic(run.path / "funnel.json", json.dumps(funnel.to_dict(), indent=2) + "\n")
-        write_atomic(run.path / "diversity.json", json.dumps(report, indent=2) + "\n")
-        clock.start("export")
-        with console.status("exporting: splits, dataset card, hub folder, fine-tuning formats"):
-            dataset = export_run(run.path, pipeline=pipeline, records=records) if export else None
-        clock.stop()
-        summary.wall_s = time.perf_counter() - wall
-        write_atomic(run.path / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")
-    summary.wall_s = time.perf_counter() - wall
-    return BuildResult(dataset, summary, run.path)
+            build.cache.close()
+        build.store(records, funnel, build.diversity(records), wall)
+        dataset = build.export(records) if export else None
+        build.write_summary(wall)
+    build.summary.wall_s = time.perf_counter() - wall
+    return BuildResult(dataset, build.summary, run.path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
