@@ -119,3 +119,16 @@ def test_guidance_settings_enter_the_fingerprint_only_when_on():
     assert (
         GenerationParams(guidance_scale=2.0, guidance_tokens=8).fingerprint_params()["guidance_tokens"] == 8
     )
+
+
+@pytest.mark.parametrize("choices", [["yes", "no"], ["very good", "very bad"]])
+def test_scores_in_length_sorted_batches_belong_to_their_prompts(choices):
+    """Batches are formed by prompt length; each row's scores must still be its own prompt's,
+    equal (fp32) to scoring that prompt alone. 'very …' shares a first token: the full path."""
+    backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=2))
+    texts = ["Great.", "It broke after a week and support never answered my emails at all.", "Fine, I guess."]
+    prompts = [[{"role": "user", "content": f"Text: {t}\n\nIs this text good? Answer."}] for t in texts]
+    together = backend.score(prompts, choices)
+    alone = [backend.score([p], choices)[0] for p in prompts]
+    assert together.shape == (3, 2)
+    assert torch.allclose(torch.tensor(together), torch.tensor(alone), atol=1e-4)

@@ -67,16 +67,17 @@ class TransformersBackend(Backend):
         if len({ids[0] for ids in choice_ids}) == len(choices):
             # distinct first tokens decide the choice: one forward per prompt
             firsts = torch.tensor([ids[0] for ids in choice_ids])
-            rows = [(i, 0, ids) for i, ids in enumerate(encoded)]
+            rows = sorted(((i, 0, ids) for i, ids in enumerate(encoded)), key=lambda r: len(r[2]))
             out = np.zeros((len(prompts), len(choices)))
             for start in range(0, len(rows), self.batch_size):
-                logits = loop.next_logits(rows[start : start + self.batch_size], encoded)
+                batch = rows[start : start + self.batch_size]  # similar lengths: little padding
+                logits = loop.next_logits(batch, encoded)
                 logp = torch.log_softmax(logits.float(), dim=-1)[:, firsts.to(logits.device)]
-                out[start : start + len(logits)] = logp.cpu().numpy()
+                out[[i for i, _, _ in batch]] = logp.cpu().numpy()
             return out
-        full = [
-            (i * len(choices) + j, 0, p + c) for i, p in enumerate(encoded) for j, c in enumerate(choice_ids)
-        ]
+        width = len(choices)
+        pairs = ((i * width + j, 0, p + c) for i, p in enumerate(encoded) for j, c in enumerate(choice_ids))
+        full = sorted(pairs, key=lambda r: len(r[2]))
         totals = np.zeros(len(full))
         for start in range(0, len(full), self.batch_size):
             batch = full[start : start + self.batch_size]

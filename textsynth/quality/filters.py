@@ -6,6 +6,7 @@ filters reject under 1 % (tests/test_filters.py), so they remove model artefacts
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -158,6 +159,14 @@ class EchoFilter(Filter):
         return None
 
 
+@functools.cache
+def _language_identifier() -> Any:
+    """Loaded once per process (0.4 s): every quality round builds its filters again."""
+    from py3langid import langid
+
+    return langid.LanguageIdentifier.from_modelpath(langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True)
+
+
 class LanguageFilter(Filter):
     """Language ID with py3langid, which ships its model in the wheel (works offline)."""
 
@@ -165,12 +174,8 @@ class LanguageFilter(Filter):
 
     def __init__(self, language: str) -> None:
         super().__init__()
-        from py3langid import langid
-
         self.language = language
-        self.identifier = langid.LanguageIdentifier.from_modelpath(
-            langid.MODEL_DIR / langid.MODEL_FILE, norm_probs=True
-        )
+        self.identifier = _language_identifier()
 
     def check(self, record: Record) -> str | None:
         lang, prob = self.identifier.classify(record.text or "")
