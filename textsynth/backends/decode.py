@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from textsynth.backends.grammar import RowGrammar, masked
 from textsynth.backends.sampling import sample_next
@@ -67,6 +68,82 @@ def common_prefix(prompts: list[list[int]]) -> int:
     while n < limit and all(p[n] == first[n] for p in prompts):
         n += 1
     return n
+
+
+class SlackLayer(DynamicLayer):
+    """A KV cache layer with spare columns after its last token.
+
+    DynamicLayer concatenates every new token, which copies the layer's whole cache at every
+    decode step; here a step writes its column in place and the buffer grows by `SLACK` columns
+    when full. Dropping rows or leading padding columns keeps the spare columns.
+    """
+
+    SLACK = 32
+
+    def __init__(self) -> None:
+        self._k: torch.Tensor | None = None
+        self._v: torch.Tensor | None = None
+        self.length = 0
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def keys(self) -> torch.Tensor | None:
+        return None if self._k is None else self._k[:, :, : self.length]
+
+    @keys.setter
+    def keys(self, value: torch.Tensor | None) -> None:
+        self._k = value
+        self.length = 0 if value is None else value.shape[2]
+
+    @property  # type: ignore[override]
+    def values(self) -> torch.Tensor | None:
+        return None if self._v is None else self._v[:, :, : self.length]
+
+    @values.setter
+    def values(self, value: torch.Tensor | None) -> None:
+        self._v = value
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: object, **kwargs: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        if self._k is None or self._v is None:
+            self.keys, self.values = key_states, value_states
+        else:
+            end = self.length + key_states.shape[2]
+            if end > self._k.shape[2]:
+                self._k, self._v = self._grown(self._k, end), self._grown(self._v, end)
+            self._k[:, :, self.length : end] = key_states
+            self._v[:, :, self.length : end] = value_states
+            self.length = end
+        return self.keys, self.values  # type: ignore[return-value]
+
+    def _grown(self, buffer: torch.Tensor, end: int) -> torch.Tensor:
+        rows, heads, _, dim = buffer.shape
+        out = buffer.new_empty(rows, heads, end + self.SLACK, dim)
+        out[:, :, : self.length] = buffer[:, :, : self.length]
+        return out
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self._k is not None and self._v is not None:
+            self._k, self._v = self._k[indices], self._v[indices]
+
+    def drop_leading(self, columns: int) -> None:
+        """Forget the first `columns` positions (padding no remaining row uses)."""
+        if self._k is not None and self._v is not None:
+            self._k, self._v = self._k[:, :, columns:], self._v[:, :, columns:]
+            self.length -= columns
+
+
+def _new_cache(config: object) -> DynamicCache:
+    cache = DynamicCache(config=config)
+    cache.layers = [SlackLayer() for _ in cache.layers]
+    return cache
 
 
 def _layers(cache: DynamicCache) -> list:
@@ -111,7 +188,7 @@ class DecodeLoop:
     def _prefix_cache(self, prefix: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if not prefix:
             return []
-        cache = DynamicCache(config=self.model.config)
+        cache = _new_cache(self.model.config)
         ids = torch.tensor([prefix], device=self.model.device)
         pos = torch.arange(len(prefix), device=self.model.device)[None]
         self._forward(ids, torch.ones_like(ids), pos, cache)
@@ -130,7 +207,7 @@ class DecodeLoop:
         ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for s in suffixes], device=device)
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0) + plen
-        cache = DynamicCache(config=self.model.config)
+        cache = _new_cache(self.model.config)
         for layer_idx, (k, v) in enumerate(prefix):
             n = len(items)
             cache.update(
@@ -171,8 +248,7 @@ class DecodeLoop:
         if lead:
             attention = attention[:, lead:]
             for layer in _layers(active.cache):
-                layer.keys = layer.keys[:, :, lead:]
-                layer.values = layer.values[:, :, lead:]
+                layer.drop_leading(lead)
         return Active(
             [active.rows[i] for i in keep],
             active.cache,
