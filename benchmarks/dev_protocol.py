@@ -26,7 +26,7 @@ import numpy as np
 
 from textsynth.config import FilterConfig, load_pipeline
 from textsynth.embed import embed
-from textsynth.evidence import pooled, step_accuracy, step_table, survivors
+from textsynth.evidence import SAME_SIZE, pooled, step_accuracy, step_table, survivors
 from textsynth.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,21 @@ def cmd_pool(args: argparse.Namespace) -> None:
             delta = f"{e['delta']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]" if "delta" in e else "baseline"
             cells += [f"{e['accuracy']:.3f}" if e else "", delta]
         print(f"| {row['step']} | {' | '.join(cells)} |")
+    print(same_size_line(runs))
+
+
+def same_size_line(runs: list[list[dict]]) -> str:
+    """Kept against the same number of generated texts (no quality stage), paired, pooled."""
+    out = []
+    for name, short in (("minilm_logreg", "MiniLM"), ("tfidf_logreg", "TF-IDF")):
+        diffs = []
+        for run in runs:
+            by_step = {s["step"]: s.get(name, {}) for s in run}
+            kept, same = by_step[run[-1]["step"]], by_step[SAME_SIZE]
+            diffs.append((kept["delta"] - same["delta"], kept["delta_replicates"] - same["delta_replicates"]))
+        low, high = np.percentile(np.mean([d[1] for d in diffs], axis=0), [2.5, 97.5])
+        out.append(f"{short} {np.mean([d[0] for d in diffs]):+.3f} [{low:+.3f}, {high:+.3f}]")
+    return f"kept vs {SAME_SIZE} (a same-size build without the quality stage): " + ", ".join(out)
 
 
 def cmd_labelcheck(args: argparse.Namespace) -> None:

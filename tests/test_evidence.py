@@ -45,6 +45,19 @@ def test_a_record_survives_the_steps_before_the_one_that_rejected_it():
     assert labels["passed_filters"][-1] == "positive" and labels["label_confirmed"][-1] == "negative"
 
 
+def test_the_same_size_draw_has_the_kept_label_counts_from_the_generated_texts():
+    records = [rec(f"p{i}", "positive", None if i < 3 else "too_short") for i in range(8)]
+    records += [rec(f"n{i}", "negative", None if i < 2 else "label_mismatch") for i in range(6)]
+    stages = survivors(records, FUNNEL, seed=1)
+    assert [step for step, _ in stages][:2] == ["generated", "generated_same_size"]
+    generated, (texts, labels) = stages[0][1], stages[1][1]
+    assert sorted(labels) == ["negative"] * 2 + ["positive"] * 3  # what was kept, per label
+    assert set(texts) <= set(generated[0]) and len(set(texts)) == 5
+    assert {t: lab for t, lab in zip(*generated)} | dict(zip(texts, labels)) == dict(zip(*generated))
+    draws = {tuple(survivors(records, FUNNEL, seed=k)[1][1][0]) for k in range(6)}
+    assert len(draws) > 1, "a random draw, not the first rows"
+
+
 def _toy() -> tuple[dict, tuple, tuple, tuple]:
     rng = np.random.default_rng(0)
     good = [f"good {i}" for i in range(40)]

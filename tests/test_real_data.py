@@ -115,9 +115,10 @@ def test_compare_reports_accuracy_after_each_funnel_step(compared):
     run, output = compared
     steps = json.loads((run / "compare.json").read_text())["steps"]
     funnel = json.loads((run / "funnel.json").read_text())
-    assert [s["step"] for s in steps] == ["generated", *funnel["steps"][3:]]
-    rows = [s["rows"] for s in steps]
+    assert [s["step"] for s in steps] == ["generated", "generated_same_size", *funnel["steps"][3:]]
+    rows = [s["rows"] for s in steps if s["step"] != "generated_same_size"]
     assert rows == sorted(rows, reverse=True) and rows[0] > rows[-1], "later steps train on fewer rows"
+    assert steps[1]["rows"] == rows[-1], "the build without a quality stage has the kept size"
     first, last = steps[0]["minilm_logreg"], steps[-1]["minilm_logreg"]
     assert "delta" not in first and first["low"] < first["high"], "resampling moves accuracy"
     assert last["delta_low"] < last["delta_high"] and last["delta_low"] < 0.5

@@ -104,7 +104,7 @@ def compare_run(
 
     synth = keep(*synth)
     funnel = json.loads((run.path / "funnel.json").read_text()) if (run.path / "funnel.json").exists() else {}
-    stages = [(step, keep(*split)) for step, split in survivors(run.read_records(), funnel)]
+    stages = [(step, keep(*split)) for step, split in survivors(run.read_records(), funnel, seed)]
     if real_train is not None and real_train.labels is not None:
         r_train, r_test = keep(real_train.texts, real_train.labels), keep(real.texts, real.labels)
     else:

@@ -9,6 +9,7 @@ generated records.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +21,9 @@ Split = tuple[list[str], list[str]]
 Encoder = Callable[[list[str]], dict[str, np.ndarray]]
 
 FIRST = "generated"  # the baseline: every text the model produced, before any quality step
+# As many generated texts per label as were kept, drawn at random: what a build of the same size
+# without a quality stage would have exported (all generated also has the extras a build makes).
+SAME_SIZE = "generated_same_size"
 REPLICATES = 60  # bootstrap replicates; each refits both classifiers
 
 
@@ -30,8 +34,9 @@ def rejection_steps(funnel: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def survivors(records: list[Record], funnel: dict[str, Any]) -> list[tuple[str, Split]]:
-    """(step, (texts, labels)) for the generated texts and after each later funnel step.
+def survivors(records: list[Record], funnel: dict[str, Any], seed: int = 0) -> list[tuple[str, Split]]:
+    """(step, (texts, labels)) for the generated texts, a same-size draw of them, and after each
+    later funnel step.
 
     A record survives a step when it was not rejected at that step or before it. A record the
     label check relabelled counts with its original label before that step and its new one after.
@@ -53,7 +58,20 @@ def survivors(records: list[Record], funnel: dict[str, Any]) -> list[tuple[str, 
         alive = [r for r in produced if rejected_at(r) > index]
         labels = [r.label if index >= relabel_at else r.fields.get("relabelled_from", r.label) for r in alive]
         out.append((step, ([r.text or "" for r in alive], labels)))
+    out.insert(1, (SAME_SIZE, _same_size(out[0][1], out[-1][1][1], seed)))
     return out
+
+
+def _same_size(generated: Split, kept_labels: list[str], seed: int) -> Split:
+    """A seeded draw from `generated` with as many texts of each label as `kept_labels` has."""
+    rng = np.random.default_rng(seed)
+    texts, labels = generated
+    pick: list[int] = []
+    for label, count in sorted(Counter(kept_labels).items()):
+        rows = [i for i, lab in enumerate(labels) if lab == label]
+        pick += rng.choice(rows, min(count, len(rows)), replace=False).tolist()
+    pick.sort()
+    return [texts[i] for i in pick], [labels[i] for i in pick]
 
 
 def _fit_predict(
@@ -186,7 +204,8 @@ def step_table(steps: list[dict[str, Any]], test_size: int) -> tuple[str, list[s
     return (
         f"real-data accuracy of the records kept after each step ({test_size} real test texts; "
         "95 % bootstrap intervals over training and test rows; Δ = paired difference against all "
-        "generated texts)",
+        f"generated texts; {SAME_SIZE}: as many generated texts per label as were kept, drawn at "
+        "random, i.e. a build of the same size without the quality stage)",
         ["after step", "rows", "MiniLM acc", "MiniLM Δ", "TF-IDF acc", "TF-IDF Δ"],
         body,
     )
