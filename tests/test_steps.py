@@ -141,6 +141,26 @@ def test_kill_between_steps_then_resume_is_byte_identical(tmp_path):
         assert (out / name).read_bytes() == (fresh / name).read_bytes(), name
 
 
+def test_a_later_step_edit_reuses_the_earlier_step_from_the_shards_and_reports_drift(tmp_path):
+    """Editing the response step's template: the instruction step comes from the run's shards,
+    the responses are regenerated, and the drift report counts exactly those requests."""
+    project = _copy(tmp_path)
+    pipeline = project / "pipelines" / "instructions.yaml"
+    pipeline.write_text(pipeline.read_text().replace("top_up_rounds: 1", "top_up_rounds: 0"))
+    out = tmp_path / "run"
+    first = run_build(pipeline, n=4, out=out, quiet=True)
+    answered = sum("response" in r.generation["steps"] for r in _records(out))
+    system = project / "prompts" / "instructions_response_system.jinja"
+    system.write_text(system.read_text() + "\nKeep it brief.")
+    for cache in out.glob("cache.sqlite*"):  # what is reused must come from the shards
+        cache.unlink()
+    second = run_build(pipeline, n=4, out=out, quiet=True)
+    assert second.summary.drift is not None and second.summary.drift.changed == answered > 0
+    assert second.summary.drift.new == second.summary.drift.dropped == 0
+    assert second.summary.reused >= first.summary.planned, "every instruction from the shards"
+    assert second.summary.generated >= answered, "every response again"
+
+
 def _records(run: Path):
     from textsynth.records import Record
 
