@@ -74,19 +74,6 @@ def test_kill_9_then_resume_equals_uninterrupted(read_only_greedy, reference, tm
     assert (out / "data.jsonl").read_text() == (reference / "data.jsonl").read_text()
 
 
-def test_ctrl_c_stops_saves_and_resumes(read_only_greedy, reference, tmp_path):
-    out = tmp_path / "interrupted"
-    proc = _cli(
-        "build", str(read_only_greedy), "--out", str(out), "--quiet", fault="mid_shard:5", signal="INT"
-    )
-    assert proc.returncode == 130, proc.stderr
-    assert f"textsynth resume {out}" in proc.stderr and "Traceback" not in proc.stderr
-    saved = _complete_shard_lines(out)
-    assert 5 <= len(saved) < 12
-    resume_build(out, quiet=True)
-    assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
-
-
 def test_write_failure_keeps_finished_records(read_only_greedy, reference, tmp_path, monkeypatch):
     out = tmp_path / "diskfull"
     monkeypatch.setenv("TEXTSYNTH_FAULT", "write_error:2")
