@@ -31,7 +31,7 @@ from textsynth.models import ModelIdentity, identify
 from textsynth.records import Record
 from textsynth.run import RunDir, ShardWriter
 from textsynth.scoring import CachedScorer
-from textsynth.steps import Example, accept, judge, schema, step_seed, to_record
+from textsynth.steps import Example, accept, judge, schema, step_seed, text_step, to_record
 from textsynth.taxonomy import PlannedExample
 from textsynth.templates import PromptTemplates
 
@@ -147,6 +147,7 @@ class GenerationStage:
         self.pipeline, self.templates, self.model, self.run_dir = pipeline, templates, model, run
         self.cache, self.backend, self.progress, self.stats = cache, backend, progress, stats
         self.steps = pipeline.generation_steps
+        self.text_step = text_step(pipeline)
         self.rendered = rendered or {}  # the first step's prompts, rendered while planning
         self.stop = StopFlag()
         self.others: dict[ModelConfig, Backend] = {}
@@ -228,7 +229,7 @@ class GenerationStage:
             }
             if not accept(step, ex, completion):
                 failed.append(ex)
-            elif self.pipeline.record_text in step.outputs:
+            elif step.name == self.text_step:
                 self.instructions[rid] = self.templates[step.name].instruction(ex.planned, ex.outputs)
                 ex.finish_reason = completion.finish_reason
             if not stored:
@@ -317,7 +318,7 @@ class GenerationStage:
             self.lines[record.id] = line
 
     def _record(self, ex: Example) -> Record:
-        return to_record(ex, self.pipeline, self.templates, self.model)
+        return to_record(ex, self.pipeline, self.templates, self.model, self.text_step)
 
     def _render(self, step: Step, ex: Example, extra: dict[str, Any]) -> list[dict[str, str]]:
         return self.templates[step.name].render(ex.planned, {**ex.outputs, **extra})

@@ -122,12 +122,21 @@ def judge(
         ex.steps[step.name] = {"template_sha": shas, "scale": rubric.scale}
 
 
+def text_step(pipeline: Pipeline) -> str:
+    """The step whose output becomes the record's text."""
+    return next(s.name for s in pipeline.generation_steps if pipeline.record_text in s.outputs)
+
+
 def to_record(
-    ex: Example, pipeline: Pipeline, templates: dict[str, PromptTemplates], model: ModelIdentity
+    ex: Example,
+    pipeline: Pipeline,
+    templates: dict[str, PromptTemplates],
+    model: ModelIdentity,
+    text_from: str,
 ) -> Record:
-    """The record of an example as far as its steps have run, with full provenance."""
+    """The record of an example as far as its steps have run, with full provenance; its text
+    comes from step `text_from`."""
     text_field = pipeline.record_text
-    text_step = next(s.name for s in pipeline.generation_steps if text_field in s.outputs)
     steps_fp = hashlib.sha256(
         json.dumps({k: v.get("fingerprint") for k, v in ex.steps.items()}, sort_keys=True).encode()
     ).hexdigest()
@@ -149,7 +158,7 @@ def to_record(
             "params": pipeline.generation.model_dump(),
             "seed": ex.planned.seed,
             "fingerprint": steps_fp,
-            "raw": ex.steps.get(text_step, {}).get("raw"),
+            "raw": ex.steps.get(text_from, {}).get("raw"),
             "tokens": sum(int(s.get("tokens", 0)) for s in ex.steps.values()),
             "finish_reason": ex.finish_reason,
             "steps": ex.steps,
