@@ -25,7 +25,7 @@ def point(name: str) -> None:
     if target != name:
         return
     _reached[name] += 1
-    if _reached[name] < int(nth or 1):
+    if _reached[name] != int(nth or 1):  # the k-th time only: a resumed process is not stopped again
         return
     if name == "write_error":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
