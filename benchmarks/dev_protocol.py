@@ -150,6 +150,7 @@ def cmd_labelcheck(args: argparse.Namespace) -> None:
         "zero-shot only": {"classifier_weight": 0, "description_weight": 0},
         "descriptions only": {"zero_shot_weight": 0, "classifier_weight": 0},
         "classifier only": {"zero_shot_weight": 0, "description_weight": 0},
+        "descriptions + classifier": {"zero_shot_weight": 0},
         "all three (default weights)": {},
     }
     print(f"{len(texts)} real sentences from {args.half}, {len(flipped)} labels flipped")

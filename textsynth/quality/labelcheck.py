@@ -40,10 +40,12 @@ class Scorer(Protocol):
 
 
 def zero_shot_prompt(pipeline: Pipeline, text: str) -> list[dict[str, str]]:
-    """Text first, then a short question: small models attend best to what comes last."""
+    """The question first, then the text: the question is a prefix all prompts share (computed
+    once), and on real sentences with flipped labels the zero-shot signal alone flags with
+    precision 0.32–0.36 this way against 0.17–0.20 with the text first (benchmarks/RESULTS.md)."""
     names = ", ".join(lab.name for lab in pipeline.labels)
     return [
-        {"role": "user", "content": f"Text: {text}\n\nIs this text {names}? Answer with one word."},
+        {"role": "user", "content": f"Is this text {names}? Answer with one word.\n\nText: {text}"},
     ]
 
 
