@@ -8,7 +8,7 @@ from collections import Counter
 import datasets
 
 from textsynth.config import load_pipeline
-from textsynth.pipeline import _ahead, _probe, prepare, run_build
+from textsynth.pipeline import _ahead, _deficits, _probe, prepare, run_build
 from textsynth.records import Record
 from textsynth.taxonomy import label_counts
 
@@ -89,17 +89,40 @@ def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built15
 
 
 def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
-    def rec(rid: str, label: str, leaf: str, ok: bool) -> Record:
+    def rec(rid: str, label: str, leaf: str, reason: str | None = None) -> Record:
         r = Record(id=rid, label=label, attributes={"topic": leaf}, text="t")
-        if not ok:
-            r.reject("label_mismatch")
+        if reason:
+            r.reject(reason)
         return r
 
-    records = [rec(f"p{i}", "pos", "a" if i < 3 else "b", ok=i >= 3) for i in range(12)]  # lost 3 of 12
-    records += [rec(f"n{i}", "neg", "c", ok=True) for i in range(12)]
-    moved = rec("m", "neg", "d", ok=True)
+    records = [rec(f"p{i}", "pos", "a", "label_mismatch") for i in range(3)]
+    records += [rec(f"p{i}", "pos", "b") for i in range(3, 12)]
+    records.append(rec("pl", "pos", "e", "letter"))  # a filter loss counts whole
+    records += [rec(f"n{i}", "neg", "c") for i in range(12)]
+    moved = rec("m", "neg", "d")
     moved.fields["relabelled_from"] = "pos"  # planned positive, now negative: lost to positive
     extra = _ahead([*records, moved], {"pos": 100, "neg": 100})
-    assert set(extra) == {"pos"}, "a label that lost nothing gets no extras"
-    assert len(extra["pos"]) == 45  # 100 · (4/13) / (9/13) rounded up
-    assert sorted(leaf["topic"] for leaf in extra["pos"][:4]) == ["a", "a", "a", "d"], "lost leaves first"
+    # pos lost 3 · ½ (label check) + ½ (relabelled) + 1 (filter) = 3 of 14; pooled 3 of 26;
+    # rates (3/14 + 3/26) / 2 = 0.165 and (0 + 3/26) / 2 = 0.058; requests whose survivors reach
+    # 100 one binomial SD below their mean: 125 and 109 (the mean alone would ask 120 and 107)
+    assert {label: len(leaves) for label, leaves in extra.items()} == {"pos": 25, "neg": 9}
+    lost_first = sorted(leaf["topic"] for leaf in extra["pos"][:5])
+    assert lost_first == ["a", "a", "a", "d", "e"], "lost leaves first"
+    clean = [rec(f"c{i}", "pos" if i % 2 else "neg", "c") for i in range(20)]
+    assert _ahead(clean, {"pos": 100, "neg": 100}) == {}, "a probe that lost nothing plans nothing"
+
+
+def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first():
+    records = []
+    for i in range(27):  # positive: 18 kept of 27, 2 short of its 20
+        topic = "lost" if i < 9 else "ok"
+        r = Record(id=f"p{i:02d}", label="positive", attributes={"topic": topic}, text="t")
+        if i < 9:
+            r.reject("label_mismatch")
+        records.append(r)
+    records += [Record(id=f"n{i}", label="negative", attributes={"topic": "n"}, text="t") for i in range(20)]
+    asks = _deficits(records, {"positive": 20, "negative": 20})
+    assert set(asks) == {"positive"}, "a label at its quota is not topped up"
+    # survival 2/3: 2 more survivors need 3 on average, 7 to reach 2 at two SDs below the mean
+    assert len(asks["positive"]) == 7
+    assert {leaf["topic"] for leaf in asks["positive"]} == {"lost"}, "the leaves that failed come first"

@@ -219,22 +219,51 @@ def _probe(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedExa
     return out
 
 
+# On a probe-sized set the label check flags about 2.4 times the share it flags on the whole
+# build (its classifier trains on a few texts per label; benchmarks/RESULTS.md, session 6), so a
+# probe's label-check losses count half when planning ahead.
+PROBE_LABEL_CHECK_WEIGHT = 0.5
+
+
+def _loss(record: Record, label: str) -> float:
+    """How much a probe record planned for `label` counts as lost to it."""
+    if record.label != label:  # relabelled by the label check
+        return PROBE_LABEL_CHECK_WEIGHT
+    if record.status != "rejected":
+        return 0.0
+    return PROBE_LABEL_CHECK_WEIGHT if record.reasons[0] == "label_mismatch" else 1.0
+
+
+def _requests_for(want: int, rate: float, spread_sds: float = 1.0) -> int:
+    """Requests whose survivors reach `want` even `spread_sds` binomial standard deviations below
+    their mean (one: about 5 builds in 6), so that another round is rare."""
+    p = 1 - min(rate, 0.75)
+    spread = spread_sds * math.sqrt(p * (1 - p))
+    root = (spread + math.sqrt(spread**2 + 4 * p * want)) / (2 * p)
+    return math.ceil(root**2 - 1e-9)
+
+
 def _ahead(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
     """Extra requests per label for the share of its first records the quality stage lost.
 
-    A record counts under the label it was planned for (relabelled ones are lost to it); the
-    leaves of lost records come first, so the extras replace what is likely to fail again.
+    A record counts under the label it was planned for. Each label's loss rate is the mean of its
+    own (a few probe records: noisy) and the pooled rate of all labels; the leaves of lost
+    records come first, so the extras replace what is likely to fail again.
     """
+    planned_for = [(r.fields.get("relabelled_from", r.label), r) for r in records]
+    mine = {label: [r for planned, r in planned_for if planned == label] for label in quotas}
+    losses = {label: [_loss(r, label) for r in rs] for label, rs in mine.items()}
+    seen = sum(len(v) for v in losses.values())
+    pooled = sum(sum(v) for v in losses.values()) / max(seen, 1)
     out = {}
     for label, want in quotas.items():
-        mine = [r for r in records if r.fields.get("relabelled_from", r.label) == label]
-        if not mine:
+        if not mine[label]:
             continue
-        lost = [r.status == "rejected" or r.label != label for r in mine]
-        rate = min(0.75, sum(lost) / len(mine))
-        ask = math.ceil(want * rate / (1 - rate))
-        leaves = [r.attributes for r, gone in sorted(zip(mine, lost), key=lambda p: (not p[1], p[0].id))]
-        if ask:
+        rate = (sum(losses[label]) / len(mine[label]) + pooled) / 2
+        ask = _requests_for(want, rate) - want
+        ordered = sorted(zip(mine[label], losses[label]), key=lambda p: (not p[1], p[0].id))
+        leaves = [r.attributes for r, _ in ordered]
+        if ask > 0:
             out[label] = [leaves[i % len(leaves)] for i in range(ask)]
     return out
 
@@ -277,7 +306,8 @@ def _deficits(records: list[Record], quotas: dict[str, int]) -> dict[str, list[d
         if kept >= want or not mine:
             continue
         missing = want - kept
-        ask = min(3 * missing, math.ceil(missing * len(mine) / max(kept, 1)))
+        # two SDs: a top-up round's wall time is its decode steps and quality rerun, not its rows
+        ask = min(4 * missing, _requests_for(missing, 1 - kept / len(mine), spread_sds=2.0))
         leaves = [r.attributes for r in sorted(mine, key=lambda r: (r.status == "kept", r.id))]
         out[label] = [leaves[i % len(leaves)] for i in range(ask)]
     return out
