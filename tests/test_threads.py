@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def test_an_idle_registered_process_holds_no_cores(tmp_path, caplog, restore_thr
     """A notebook or test runner that built once stays registered but does not slow the next."""
     idle = _other_build(tmp_path, "idle")
     try:
+        # it printed before it went to sleep: wait until it sleeps (on a loaded machine the
+        # moment between print and sleep can be long enough for peers() to see it running)
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{idle.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "S":
+            assert time.monotonic() < deadline, "the idle process never went to sleep"
+            time.sleep(0.05)
         assert peers(tmp_path) == []
         assert (tmp_path / f"{idle.pid}.json").exists(), "still registered, only not counted"
     finally:
