@@ -15,7 +15,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from textsynth.threads import Peer, claim_threads, cores, free_cores, peers
+from textsynth.threads import Peer, _proc_state, claim_threads, cores, free_cores, peers
 
 REGISTER = (
     "import os, sys, time; from pathlib import Path; from textsynth.threads import register; "
@@ -82,7 +82,7 @@ def test_an_idle_registered_process_holds_no_cores(tmp_path, caplog, restore_thr
         # it printed before it went to sleep: wait until it sleeps (on a loaded machine the
         # moment between print and sleep can be long enough for peers() to see it running)
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{idle.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "S":
+        while (_proc_state(idle.pid) or ("?",))[0] != "S":
             assert time.monotonic() < deadline, "the idle process never went to sleep"
             time.sleep(0.05)
         assert peers(tmp_path) == []
