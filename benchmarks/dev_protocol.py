@@ -1,7 +1,7 @@
 """The dev protocol: every quality decision judged by real-data accuracy, never tested where tuned.
 
 data/yelp/tune.tsv is the half every threshold, weight and default is tuned on; confirm.tsv is
-read only with --confirm, to check a decision once it is made. Subcommands:
+read only with --half confirm.tsv, to check a decision once it is made. Subcommands:
 
   build     build shipped pipelines at n and each guidance scale (seed examples come from the
             tuning half), then print per-step accuracy on the chosen half
