@@ -17,6 +17,7 @@ Generated tokens are counted per row up to and including its EOS, never padding 
 after the row ended. Models are loaded and warmed up before any timing.
 
     python benchmarks/bench_generate.py --n 64 [--batch 64] [--baseline-subset 6] [--json out.json]
+        [--skip llama_cpp textsynth_end_to_end]
     python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
     python benchmarks/bench_generate.py --default-build [--baseline-subset 6]
     python benchmarks/bench_generate.py --llama-server PATH [--n 64] [--slots 16]
@@ -333,8 +334,10 @@ def load(dtype: str) -> LoadedModel:
     return load_model(ModelConfig(dtype=dtype))
 
 
-def compare(n: int, batch: int, subset: int) -> tuple[list[Row], dict[str, float], list[str]]:
-    """All five methods in order; (rows, ratios, notes about skipped methods)."""
+def compare(
+    n: int, batch: int, subset: int, skip: Sequence[str] = ()
+) -> tuple[list[Row], dict[str, float], list[str]]:
+    """All five methods in order, less those in `skip`; (rows, ratios, notes about skipped methods)."""
     fp32, bf16 = load("float32"), load("bfloat16")
     backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
     prompts = make_prompts(n)
@@ -366,8 +369,10 @@ def compare(n: int, batch: int, subset: int) -> tuple[list[Row], dict[str, float
     tokens, wall = run_plain_generate(bf16, backend, prompts, PARAMS, batch)
     rows.append(Row("plain_generate_bf16", n, tokens, wall, f"bf16, batch {batch}"))
 
-    llm = load_llama()
-    if llm is None:
+    llm = None if "llama_cpp" in skip else load_llama()
+    if "llama_cpp" in skip:
+        notes.append("llama_cpp: skipped (--skip)")
+    elif llm is None:
         notes.append("llama_cpp: skipped (`import llama_cpp` failed: llama-cpp-python is not installed)")
         log(notes[-1])
     else:
@@ -383,6 +388,9 @@ def compare(n: int, batch: int, subset: int) -> tuple[list[Row], dict[str, float
     examples, tokens, wall = run_backend(backend, requests, PARAMS)
     rows.append(Row("textsynth_backend", examples, tokens, wall, f"bf16, batch {batch}"))
 
+    if "textsynth_end_to_end" in skip:
+        notes.append("textsynth_end_to_end: skipped (--skip)")
+        return rows, compute_ratios({row.name: row for row in rows}), notes
     log("textsynth_end_to_end: warm-up build (n=3)")
     run_end_to_end(3)
     log(f"textsynth_end_to_end: build of {PIPELINE.name} with n={n}")
@@ -524,6 +532,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--default-build", action="store_true", help="the README build against the baseline")
     parser.add_argument("--llama-server", type=Path, metavar="PATH", help="llama-server binary")
     parser.add_argument("--slots", type=int, default=16, help="llama-server parallel slots (default 16)")
+    parser.add_argument(
+        "--skip",
+        nargs="+",
+        default=[],
+        choices=["llama_cpp", "textsynth_end_to_end"],
+        help="methods to leave out (the sequential llama_cpp run takes minutes at large --n)",
+    )
     parser.add_argument("--scaling-n", type=int, nargs="+", default=list(SCALING_N), metavar="N")
     parser.add_argument("--scaling-batch", type=int, nargs="+", default=list(SCALING_BATCH), metavar="B")
     args = parser.parse_args(argv)
@@ -553,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif args.llama_server:
             (rows, ratios), notes = server_compare(args.llama_server, args.n, args.batch, args.slots), []
         else:
-            rows, ratios, notes = compare(args.n, args.batch, args.baseline_subset)
+            rows, ratios, notes = compare(args.n, args.batch, args.baseline_subset, args.skip)
         print_table(rows)
         for note in notes:
             print(note)

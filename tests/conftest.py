@@ -71,14 +71,14 @@ def greedy_pipeline(project: Path) -> Path:
     return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def read_only_greedy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One greedy project per module, for tests that never edit it."""
+    """One greedy project for the tests that never edit it."""
     project = copy_project(tmp_path_factory.mktemp("greedy"))
     return edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference(read_only_greedy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted greedy build to compare interrupted ones with."""
     out = tmp_path_factory.mktemp("reference") / "run"
