@@ -8,6 +8,7 @@ read only with --half confirm.tsv, to check a decision once it is made. Subcomma
   evaluate  per-step accuracy of existing run directories (rebuild first to apply new
             quality settings to stored generations: generation is reused from the shards)
   pool      the mean per-step difference over several run directories (seeds), one interval
+  arms      kept rows of two configurations built with the same seeds, paired, pooled
   labelcheck  the label check on real sentences with 10 % of labels flipped: precision and
             recall of what it flags, per signal combination
   filters   what the default filters reject among the 1,000 real Yelp sentences, and why
@@ -39,18 +40,28 @@ def real(half: str) -> tuple[list[str], list[str]]:
     return [t for t, _, _ in rows], [LABELS[lab] for _, _, lab in rows]
 
 
-def evaluate(run_dir: Path, half: str, seed: int = 0, replicates: bool = False) -> list[dict]:
-    """Per-step accuracy of one run on one real half (positive/negative only)."""
+def steps(run_dir: Path) -> list[tuple[str, tuple[list[str], list[str]]]]:
+    """(step, (texts, labels)) of one run's survivors, positive/negative only."""
     records = [Record.from_json(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
     funnel = json.loads((run_dir / "funnel.json").read_text())
-    stages = []
+    out = []
     for step, (texts, labels) in survivors(records, funnel):
         pairs = [(t, lab) for t, lab in zip(texts, labels) if lab in ("positive", "negative")]
-        stages.append((step, ([t for t, _ in pairs], [lab for _, lab in pairs])))
+        out.append((step, ([t for t, _ in pairs], [lab for _, lab in pairs])))
+    return out
+
+
+def accuracy(stages: list, half: str, seed: int = 0, replicates: bool = False) -> list[dict]:
+    """Accuracy on one real half of classifiers trained on each stage's texts."""
     test = real(half)
     every = list(dict.fromkeys(test[0] + [t for _, s in stages for t in s[0]]))
     vectors = dict(zip(every, embed(every)))
     return step_accuracy(stages, test, vectors, seed, replicates)
+
+
+def evaluate(run_dir: Path, half: str, seed: int = 0, replicates: bool = False) -> list[dict]:
+    """Per-step accuracy of one run on one real half (positive/negative only)."""
+    return accuracy(steps(run_dir), half, seed, replicates)
 
 
 def markdown(title: str, table: tuple[str, list[str], list[list]]) -> str:
@@ -118,6 +129,25 @@ def cmd_pool(args: argparse.Namespace) -> None:
             cells += [f"{e['accuracy']:.3f}" if e else "", delta]
         print(f"| {row['step']} | {' | '.join(cells)} |")
     print(same_size_line(runs))
+
+
+def cmd_arms(args: argparse.Namespace) -> None:
+    """Kept rows of two configurations, paired by seed: Δ = B − A on the same test draws, pooled."""
+    if len(args.a) != len(args.b):
+        raise SystemExit("arms: --a and --b need the same number of runs (one per seed, in order)")
+    runs = []
+    for a, b in zip(args.a, args.b):
+        kept_a, kept_b = steps(Path(a))[-1][1], steps(Path(b))[-1][1]
+        runs.append(accuracy([("A kept", kept_a), ("B kept", kept_b)], args.half, replicates=True))
+    print(f"{len(runs)} seed pairs on {args.half}: B kept against A kept [95 %]")
+    for row in pooled(runs):
+        cells = [
+            f"{name}: {e['accuracy']:.3f}"
+            + (f" {e['delta']:+.3f} [{e['low']:+.3f}, {e['high']:+.3f}]" if "delta" in e else "")
+            for name, e in row.items()
+            if isinstance(e, dict)
+        ]
+        print(f"{row['step']}: " + "; ".join(cells))
 
 
 def same_size_line(runs: list[list[dict]]) -> str:
@@ -214,12 +244,16 @@ def main() -> None:
     po = sub.add_parser("pool")
     po.add_argument("runs", nargs="+")
     po.add_argument("--half", **half)
+    ar = sub.add_parser("arms")
+    ar.add_argument("--a", nargs="+", required=True, help="runs of configuration A, one per seed")
+    ar.add_argument("--b", nargs="+", required=True, help="runs of configuration B, the same seeds in order")
+    ar.add_argument("--half", **half)
     lc = sub.add_parser("labelcheck")
     lc.add_argument("--half", **half)
     lc.add_argument("--seed", type=int, default=0)
     sub.add_parser("filters")
     args = parser.parse_args()
-    commands = {"build": cmd_build, "evaluate": cmd_evaluate, "pool": cmd_pool}
+    commands = {"build": cmd_build, "evaluate": cmd_evaluate, "pool": cmd_pool, "arms": cmd_arms}
     commands |= {"labelcheck": cmd_labelcheck, "filters": cmd_filters}
     commands[args.command](args)
 
