@@ -4,14 +4,17 @@ The zero-shot label check scores each text's label names with the generating mod
 pass per batch of length-sorted prompts. A batch of 64 rows is padded to its longest row and
 the pass is compute-bound, so textsynth caps each batch at `SCORE_TOKENS` padded tokens. This
 times both on the same prompts (the label check's prompt for the first --n tuning sentences of
-data/yelp under the shipped sentiment labels), in one process, alternating, and prints the ratio.
+data/yelp, or for the texts of a build's records.jsonl with --records, under the shipped
+sentiment labels), in one process, alternating, and prints the ratio. Real sentences are short
+and alike in length; a build's generated texts vary more, so padding costs them more.
 
-    python benchmarks/bench_scoring.py [--n 80] [--repeats 3]
+    python benchmarks/bench_scoring.py [--n 80] [--repeats 3] [--records RUN_DIR/records.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from pathlib import Path
@@ -32,10 +35,16 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=80)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--records", type=Path, help="score the texts of this records.jsonl instead")
     args = parser.parse_args()
     pipeline = load_pipeline(ROOT / "pipelines" / "sentiment.yaml")
-    lines = (ROOT / "data" / "yelp" / "tune.tsv").read_text(encoding="utf-8").splitlines()[: args.n]
-    prompts = [zero_shot_prompt(pipeline, line.rpartition("\t")[0]) for line in lines]
+    if args.records:
+        rows = [json.loads(line) for line in args.records.read_text(encoding="utf-8").splitlines()]
+        texts = [r["text"] for r in rows if r.get("text")][: args.n]
+    else:
+        lines = (ROOT / "data" / "yelp" / "tune.tsv").read_text(encoding="utf-8").splitlines()[: args.n]
+        texts = [line.rpartition("\t")[0] for line in lines]
+    prompts = [zero_shot_prompt(pipeline, text) for text in texts]
     names = [lab.name for lab in pipeline.labels]
     backend = TransformersBackend(pipeline.model)
     backend.score(prompts[:4], names)  # warm up

@@ -15,8 +15,8 @@ from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ConfigError
 from textsynth.models import LoadedModel, load_model
 
-# Padded tokens per scoring forward pass: 1,536–2,048 scored 80 texts 30 % faster than batches of
-# 64 rows on 2 cores (benchmarks/RESULTS.md, session 6).
+# Padded tokens per scoring forward pass: 1.16× faster than batches of 64 rows on 2 cores, on real
+# sentences and on a default build's texts alike (benchmarks/bench_scoring.py, RESULTS.md).
 SCORE_TOKENS = 2048
 
 
