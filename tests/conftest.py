@@ -60,7 +60,7 @@ GREEDY = {
     "dtype": "float32",
     "temperature": "0",
     "max_new_tokens": "24",
-    "batch_size": "4",
+    "batch_size": "6",
     "top_up_rounds": "0",
 }
 

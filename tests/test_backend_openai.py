@@ -6,8 +6,6 @@ front of it, a fault the real server does not produce on demand.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from tests.conftest import ROOT, SENTIMENT, copy_project
 from tests.servers import Flaky, LlamaCppServer, ServeProcess
 from textsynth.config import ModelConfig, load_pipeline
 from textsynth.models import identify
-from textsynth.pipeline import run_build
+from textsynth.pipeline import resume_build, run_build
 from textsynth.records import Record
 
 
@@ -75,13 +73,6 @@ def _shard_lines(run: Path) -> int:
     )
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTSYNTH_FAULT")}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 def test_server_stopped_mid_build_resumes_without_loss_or_duplicates(tmp_path):
     own = ServeProcess(identify(ModelConfig()).source).start()
     path = server_pipeline(
@@ -105,13 +96,11 @@ def test_server_stopped_mid_build_resumes_without_loss_or_duplicates(tmp_path):
         before = {r.id: r.generation["raw"] for r in records_from_shards(out)}
         assert 4 <= len(before) < 16
         own.start()
-        resumed = _cli("resume", str(out), "--quiet", "--json")
+        summary = resume_build(out, quiet=True).summary
     finally:
         own.stop()
-    assert resumed.returncode == 0, resumed.stderr
-    summary = json.loads(resumed.stdout.splitlines()[-1])
-    assert summary["reused"] + summary["cached"] >= len(before)
-    assert summary["reused"] + summary["cached"] + summary["generated"] == 16
+    assert summary.reused + summary.cached >= len(before)
+    assert summary.reused + summary.cached + summary.generated == 16
     final = records(out)
     assert len(final) == len({r.id for r in final}) == 16, "nothing lost or duplicated"
     assert {r.id: r.generation["raw"] for r in final if r.id in before} == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -53,9 +54,9 @@ def test_shared_cache_gives_full_hits_and_no_model_calls(built, tmp_path):
     assert result.dataset["train"]["text"] == built.dataset["train"]["text"]
 
 
-def test_config_drift_regenerates_only_affected_requests(greedy_pipeline, tmp_path):
+def test_config_drift_regenerates_only_affected_requests(greedy_pipeline, reference, tmp_path):
     out = tmp_path / "drift"
-    run_build(greedy_pipeline, out=out, quiet=True)
+    shutil.copytree(reference, out)  # the same greedy build, made once for the session
     template = greedy_pipeline.parents[1] / "prompts" / "review_user.jinja"
     template.write_text(template.read_text().replace("you are pleased with it", "you love it"))
     prep = prepare(greedy_pipeline)

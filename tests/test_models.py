@@ -35,6 +35,12 @@ def gguf_model() -> tuple[Any, Any]:
     return read_gguf(default_gguf())
 
 
+@pytest.fixture(scope="module")
+def reference(gguf_model: tuple[Any, Any]) -> list[list[int]]:
+    """The GGUF's own greedy completions of PROMPTS."""
+    return _greedy(*gguf_model)
+
+
 @pytest.fixture
 def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty TEXTSYNTH_CACHE and no model loaded in this process yet."""
@@ -60,9 +66,10 @@ def _sha() -> str:
     return hashlib.sha256(default_gguf().read_bytes()).hexdigest()
 
 
-def test_cached_load_gives_the_gguf_completions_and_identity(fresh_cache, gguf_model, monkeypatch):
+def test_cached_load_gives_the_gguf_completions_and_identity(fresh_cache, gguf_model, reference, monkeypatch):
     config = ModelConfig(dtype="float32")
-    first = load_model(config)  # dequantizes for real and writes the dense copy
+    monkeypatch.setattr(models, "read_gguf", lambda gguf: (copy.deepcopy(gguf_model[0]), gguf_model[1]))
+    first = load_model(config)  # the module's real dequantization, written as the dense copy
     assert (dense_dir(_sha(), "float32") / DENSE_MARKER).is_file()
     monkeypatch.setattr(models, "_LOADED", {})
     monkeypatch.setattr(models, "read_gguf", lambda gguf: pytest.fail("the dense copy was not used"))
@@ -74,9 +81,7 @@ def test_cached_load_gives_the_gguf_completions_and_identity(fresh_cache, gguf_m
         "float32",
     )
     assert (first.model_id, first.revision) == (cached.model_id, cached.revision)
-    model, tokenizer = gguf_model
-    assert cached.tokenizer.chat_template == tokenizer.chat_template
-    reference = _greedy(model, tokenizer)
+    assert cached.tokenizer.chat_template == gguf_model[1].chat_template
     assert _greedy(cached.model, cached.tokenizer) == reference
     assert len({tuple(r) for r in reference}) == len(PROMPTS)  # real, distinct completions
 
@@ -88,9 +93,9 @@ def test_bf16_copy_holds_the_weights_of_the_gguf_loaded_in_bf16(fresh_cache, ggu
     cached = load_model(ModelConfig(dtype="bfloat16")).model.state_dict()
     gguf = default_gguf()
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
-    reference = direct.state_dict()
-    assert sorted(cached) == sorted(reference)
-    assert all(torch.equal(cached[k], reference[k]) for k in reference)
+    expected = direct.state_dict()
+    assert sorted(cached) == sorted(expected)
+    assert all(torch.equal(cached[k], expected[k]) for k in expected)
     assert identify(ModelConfig(dtype="bfloat16")).source == str(dense_dir(_sha(), "bfloat16"))
 
 
@@ -107,7 +112,7 @@ def calls(gguf_model, monkeypatch) -> list[Path]:
     return seen
 
 
-def test_partial_copy_is_rebuilt_not_loaded(fresh_cache, gguf_model, calls):
+def test_partial_copy_is_rebuilt_not_loaded(fresh_cache, reference, calls):
     target = dense_dir(_sha(), "float32")
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")  # what an interrupted copy could leave
@@ -121,10 +126,10 @@ def test_partial_copy_is_rebuilt_not_loaded(fresh_cache, gguf_model, calls):
         fh.truncate(1000)
     loaded = load_model(ModelConfig(dtype="float32"))
     assert len(calls) == 2
-    assert _greedy(loaded.model, loaded.tokenizer)[:1] == _greedy(*gguf_model)[:1]
+    assert _greedy(loaded.model, loaded.tokenizer)[:1] == reference[:1]
 
 
-def test_corrupt_bytes_of_the_right_size_are_rebuilt(fresh_cache, gguf_model, calls):
+def test_corrupt_bytes_of_the_right_size_are_rebuilt(fresh_cache, reference, calls):
     source = Path(identify(ModelConfig(dtype="float32")).source)
     weights = source / "model.safetensors"
     with weights.open("r+b") as fh:
@@ -132,4 +137,4 @@ def test_corrupt_bytes_of_the_right_size_are_rebuilt(fresh_cache, gguf_model, ca
     loaded = load_model(ModelConfig(dtype="float32"))
     assert len(calls) == 2
     assert loaded.revision == f"sha256:{_sha()}"
-    assert _greedy(loaded.model, loaded.tokenizer)[:1] == _greedy(*gguf_model)[:1]
+    assert _greedy(loaded.model, loaded.tokenizer)[:1] == reference[:1]

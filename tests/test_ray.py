@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from datasets import load_from_disk
 
 from textsynth.backends.base import Request
 from textsynth.backends.ray import RayBackend
@@ -24,19 +25,19 @@ def ray_local():
     ray.shutdown()
 
 
-def test_ray_build_equals_single_process(greedy_pipeline, tmp_path, ray_local):
-    local = run_build(greedy_pipeline, out=tmp_path / "local", quiet=True)
+def test_ray_build_equals_single_process(read_only_greedy, reference, tmp_path, ray_local):
+    """`reference` is the single-process build of the same pipeline."""
     driver = model_loads()
-    distributed = run_build(greedy_pipeline, out=tmp_path / "ray", quiet=True, executor="ray")
-    assert distributed.summary.generated == local.summary.generated == 12
+    distributed = run_build(read_only_greedy, out=tmp_path / "ray", quiet=True, executor="ray")
+    assert distributed.summary.generated == 12
     # generation and the label check's scoring ran on the same 2 actors, each loading once
     assert distributed.summary.model_loads == 2 and model_loads() == driver
-    assert (tmp_path / "ray" / "records.jsonl").read_text() == (
-        tmp_path / "local" / "records.jsonl"
-    ).read_text()
-    for split in local.dataset:
-        assert distributed.dataset[split].to_list() == local.dataset[split].to_list()
-    again = run_build(greedy_pipeline, out=tmp_path / "ray", quiet=True, executor="ray")
+    assert (tmp_path / "ray" / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
+    local = load_from_disk(str(reference / "dataset"))
+    assert set(distributed.dataset) == set(local)
+    for split in local:
+        assert distributed.dataset[split].to_list() == local[split].to_list()
+    again = run_build(read_only_greedy, out=tmp_path / "ray", quiet=True, executor="ray")
     assert again.summary.generated == 0 and again.summary.reused == 12, "shards written by the Ray run"
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from textsynth.cli import app
 from textsynth.config import load_pipeline
 from textsynth.errors import ConfigError
 from textsynth.taxonomy import count_leaves, plan, split
@@ -122,9 +122,9 @@ def test_tight_leaf_cap_always_fits():
 def test_build_with_a_larger_n_reuses_every_finished_request(greedy_pipeline, tmp_path):
     def build(n: int) -> dict:
         args = ["build", str(greedy_pipeline), "--n", str(n), "--out", str(tmp_path / "run"), "--json"]
-        proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.stderr[-2000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
 
     assert build(6)["generated"] == 6
     grown = build(9)
