@@ -7,10 +7,13 @@ parameters for every method:
 
 1. baseline_pipeline      transformers `pipeline("text-generation")`, fp32, one prompt at a time
                           (on a subset; rates are per-example, so they carry over to N)
-2. plain_generate_bf16    `model.generate` on the bf16 model, left-padded batches
+2. plain_generate_bf16    `model.generate` on the bf16 model as transformers loads it (its linear
+                          layers unpacked), left-padded batches
 3. llama_cpp              llama-cpp-python on the GGUF itself, if it is installed
-4. textsynth_backend      TransformersBackend.generate, bf16
-5. textsynth_end_to_end   textsynth.pipeline.run_build on pipelines/sentiment.yaml (plan, render,
+4. textsynth_backend_unpacked  TransformersBackend.generate, bf16, on that same unpacked model
+5. textsynth_backend      TransformersBackend.generate, bf16, linear weights packed once at load
+                          (textsynth/packing.py), as every textsynth build runs on a CPU
+6. textsynth_end_to_end   textsynth.pipeline.run_build on pipelines/sentiment.yaml (plan, render,
                           generate, parse, store, export), model already loaded
 
 Generated tokens are counted per row up to and including its EOS, never padding or steps taken
@@ -42,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +55,7 @@ import transformers
 from textsynth.backends.base import Request
 from textsynth.backends.transformers import TransformersBackend
 from textsynth.config import GenerationParams, ModelConfig, load_pipeline
-from textsynth.models import LoadedModel, default_gguf, load_model, resolve_dtype
+from textsynth.models import LoadedModel, default_gguf, identify, load_model, resolve_dtype
 from textsynth.pipeline import run_build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,6 +313,7 @@ def compute_ratios(rows: dict[str, Row]) -> dict[str, float]:
         ("textsynth_backend", "baseline_pipeline", "examples/s"),
         ("textsynth_backend", "llama_cpp", "examples/s"),
         ("textsynth_backend", "plain_generate_bf16", "tokens/s"),
+        ("textsynth_backend", "textsynth_backend_unpacked", "tokens/s"),
         ("textsynth_end_to_end", "baseline_pipeline", "examples/s"),
     ]
     ratios: dict[str, float] = {}
@@ -334,11 +338,19 @@ def load(dtype: str) -> LoadedModel:
     return load_model(ModelConfig(dtype=dtype))
 
 
+def load_unpacked(bf16: LoadedModel) -> LoadedModel:
+    """The same bf16 weights as transformers loads them, without textsynth's packed linears."""
+    source = identify(ModelConfig(dtype="bfloat16")).source
+    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16).eval()
+    return replace(bf16, model=model)
+
+
 def compare(
     n: int, batch: int, subset: int, skip: Sequence[str] = ()
 ) -> tuple[list[Row], dict[str, float], list[str]]:
-    """All five methods in order, less those in `skip`; (rows, ratios, notes about skipped methods)."""
+    """All six methods in order, less those in `skip`; (rows, ratios, notes about skipped methods)."""
     fp32, bf16 = load("float32"), load("bfloat16")
+    unpacked = load_unpacked(bf16)
     backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
     prompts = make_prompts(n)
     warm = GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
@@ -363,10 +375,10 @@ def compare(
     )
     del pipe
 
-    run_plain_generate(bf16, backend, prompts[:2], warm, batch)
+    run_plain_generate(unpacked, backend, prompts[:2], warm, batch)
     log(f"plain_generate_bf16: {n} prompts, batch {batch}")
     torch.manual_seed(SEED)
-    tokens, wall = run_plain_generate(bf16, backend, prompts, PARAMS, batch)
+    tokens, wall = run_plain_generate(unpacked, backend, prompts, PARAMS, batch)
     rows.append(Row("plain_generate_bf16", n, tokens, wall, f"bf16, batch {batch}"))
 
     llm = None if "llama_cpp" in skip else load_llama()
@@ -383,6 +395,13 @@ def compare(
         del llm
 
     requests = make_requests(prompts)
+    plain_backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), unpacked)
+    run_backend(plain_backend, requests[:2], warm)
+    log(f"textsynth_backend_unpacked: {n} prompts, batch {batch}")
+    examples, tokens, wall = run_backend(plain_backend, requests, PARAMS)
+    rows.append(Row("textsynth_backend_unpacked", examples, tokens, wall, f"bf16, batch {batch}, unpacked"))
+    del plain_backend, unpacked
+
     run_backend(backend, requests[:2], warm)
     log(f"textsynth_backend: {n} prompts, batch {batch}")
     examples, tokens, wall = run_backend(backend, requests, PARAMS)

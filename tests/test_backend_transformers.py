@@ -32,7 +32,7 @@ def _requests() -> list[Request]:
 
 def test_fp32_greedy_matches_generate_token_for_token():
     backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=4))
-    params = GenerationParams(max_new_tokens=32, temperature=0)
+    params = GenerationParams(max_new_tokens=24, temperature=0)
     ours = {c.id: c for c in backend.generate(_requests(), params)}
     model, tok = backend.loaded.model, backend.loaded.tokenizer
     for req in _requests():
@@ -40,7 +40,7 @@ def test_fp32_greedy_matches_generate_token_for_token():
         ref = model.generate(
             ids,
             attention_mask=torch.ones_like(ids),
-            max_new_tokens=32,
+            max_new_tokens=24,
             do_sample=False,
             pad_token_id=tok.pad_token_id,
         )[0, ids.shape[1] :].tolist()

@@ -90,13 +90,14 @@ def test_bf16_copy_holds_the_weights_of_the_gguf_loaded_in_bf16(fresh_cache, ggu
     from transformers import AutoModelForCausalLM
 
     monkeypatch.setattr(models, "read_gguf", lambda gguf: (copy.deepcopy(gguf_model[0]), gguf_model[1]))
-    cached = load_model(ModelConfig(dtype="bfloat16")).model.state_dict()
+    source = identify(ModelConfig(dtype="bfloat16")).source  # writes the copy
+    cached = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16).state_dict()
     gguf = default_gguf()
     direct = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.bfloat16)
     expected = direct.state_dict()
     assert sorted(cached) == sorted(expected)
     assert all(torch.equal(cached[k], expected[k]) for k in expected)
-    assert identify(ModelConfig(dtype="bfloat16")).source == str(dense_dir(_sha(), "bfloat16"))
+    assert source == str(dense_dir(_sha(), "bfloat16"))
 
 
 @pytest.fixture

@@ -278,10 +278,14 @@ def load_model(config: ModelConfig) -> LoadedModel:
         model, tokenizer = _from_pretrained(config.name, identify(config).source, dtype)
     import torch
 
+    from textsynth.packing import pack_linears
+
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
+    if device == "cpu" and dtype == "bfloat16":
+        pack_linears(model)  # after the dense copy was written: packing is for this process only
     loaded = LoadedModel(model, tokenizer, ident.model_id, ident.revision, dtype, device)
     _LOADED[key] = loaded
     return loaded
