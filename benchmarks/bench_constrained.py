@@ -219,7 +219,7 @@ def main() -> None:
     print(f"constrained / free ms per token: {median['constrained'] / median['free']:.3f}")
     print(f"grammar work: {100 * share:.1f} % of the constrained run's time (mask, apply, advance)")
     if args.engines:
-        vocab = backend.loaded.model.get_output_embeddings().weight.shape[0]
+        vocab = backend.loaded.model.get_output_embeddings().out_features
         print(f"\n{'engine':<14} {'setup s':>8} {'mask+advance µs/token':>22}")
         for name, r in engines(backend.loaded.tokenizer, vocab).items():
             print(f"{name:<14} {r['setup_s']:>8.3f} {r['us_per_token']:>22.1f}")

@@ -111,7 +111,7 @@ class TransformersBackend(Backend):
         if schema is None:
             return None
         if self._grammars is None:
-            vocab = self.loaded.model.get_output_embeddings().weight.shape[0]
+            vocab = self.loaded.model.get_output_embeddings().out_features  # packed or not
             self._grammars = Grammars(self.loaded.tokenizer, vocab, self.eos.tolist())
         return self._grammars.row(schema)
 
