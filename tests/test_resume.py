@@ -24,6 +24,8 @@ from textsynth.pipeline import resume_build, run_build
 
 from .conftest import GREEDY, ROOT, copy_project, edit_pipeline
 
+runner = CliRunner()
+
 
 def _cli(*args: str, fault: str | None = None, signal: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTSYNTH_FAULT")}
@@ -77,7 +79,7 @@ def test_kill_9_then_resume_equals_uninterrupted(read_only_greedy, reference, tm
 def test_write_failure_keeps_finished_records(read_only_greedy, reference, tmp_path, monkeypatch):
     out = tmp_path / "diskfull"
     monkeypatch.setenv("TEXTSYNTH_FAULT", "write_error:2")
-    result = CliRunner().invoke(app, ["build", str(read_only_greedy), "--out", str(out), "--quiet"])
+    result = runner.invoke(app, ["build", str(read_only_greedy), "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     assert "textsynth resume" in result.stderr
     assert len(_complete_shard_lines(out)) >= 6  # the first batch survived
@@ -109,7 +111,7 @@ def test_last_line_cut_inside_a_multibyte_character_is_skipped(read_only_greedy,
     cut = json.dumps(last, ensure_ascii=False).encode()
     cut = cut[: cut.index("é".encode()) + 1]  # the first of é's two bytes
     shard.write_bytes(b"".join(lines[:-1]) + cut)
-    resumed = CliRunner().invoke(app, ["resume", str(out), "--json"])
+    resumed = runner.invoke(app, ["resume", str(out), "--json"])
     assert resumed.exit_code == 0, resumed.stderr[-2000:]
     assert "UnicodeDecodeError" not in resumed.stderr
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
@@ -126,7 +128,7 @@ def test_resume_renders_the_templates_it_started_with(reference, tmp_path):
     assert proc.returncode == 130, proc.stderr[-2000:]
     user = project / "prompts" / "review_user.jinja"
     user.write_text(user.read_text() + "\nMention the weather.")
-    resumed = CliRunner().invoke(app, ["resume", str(out), "--json"])
+    resumed = runner.invoke(app, ["resume", str(out), "--json"])
     assert resumed.exit_code == 0, resumed.stderr[-2000:]
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert (summary["reused"], summary["generated"], summary["drift"]) == (5, 7, None)
@@ -148,7 +150,7 @@ def test_resume_uses_the_cache_it_started_with(read_only_greedy, tmp_path):
         signal="INT",
     )
     assert proc.returncode == 130, proc.stderr[-2000:]
-    resumed = CliRunner().invoke(app, ["resume", str(out), "--quiet"])
+    resumed = runner.invoke(app, ["resume", str(out), "--quiet"])
     assert resumed.exit_code == 0, resumed.stderr[-2000:]
     assert not (out / "cache.sqlite").exists()
     with sqlite3.connect(shared) as db:
@@ -177,7 +179,7 @@ def test_resume_with_seed_taxonomy_columns_merges_them_once(tmp_path):
     out = tmp_path / "run"
     proc = _cli("build", str(path), "--out", str(out), "--quiet", fault="generation_start", signal="INT")
     assert proc.returncode == 130 and "interrupted by SIGINT" in proc.stderr, proc.stderr[-2000:]
-    resumed = CliRunner().invoke(app, ["resume", str(out), "--json"])
+    resumed = runner.invoke(app, ["resume", str(out), "--json"])
     assert resumed.exit_code == 0, resumed.stderr[-2000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["generated"] == 4
     taxonomy = json.loads((out / "manifest.json").read_text())["config"]["taxonomy"]

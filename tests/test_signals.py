@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from typer.testing import CliRunner
 
 from textsynth.cli import app
 
 from .conftest import ROOT, copy_project, edit_pipeline
+
+runner = CliRunner()
 
 
 def _clean_env() -> dict[str, str]:
@@ -47,11 +48,6 @@ def _signalled_build(pipeline: Path, out: Path, point: str, sig: signal.Signals)
     return code, log.read_text()
 
 
-def _resume(out: Path) -> Result:
-    """`textsynth resume` in this process, where the model is already loaded."""
-    return CliRunner().invoke(app, ["resume", str(out)])
-
-
 def _complete_lines(out: Path) -> list[str]:
     return [
         line
@@ -72,7 +68,7 @@ def test_signal_during_generation_saves_and_resumes_without_drift(read_only_gree
     # thread, so the main thread can take one more finished row before it sees the flag
     assert 5 <= len(_complete_lines(out)) <= 6
     assert not (out / "dataset").exists()
-    resumed = _resume(out)
+    resumed = runner.invoke(app, ["resume", str(out)])  # in this process: the model is loaded
     assert resumed.exit_code == 0, resumed.stderr[-2000:]
     assert "config changed" not in resumed.stderr
     assert json.loads((out / "summary.json").read_text())["drift"] is None  # None: nothing drifted
@@ -85,7 +81,7 @@ def test_sigterm_after_generation_stops_cleanly_and_resumes(read_only_greedy, re
     assert code == 143, stderr[-2000:]
     assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
     assert len(_complete_lines(out)) == 12 and not (out / "dataset").exists()
-    resumed = _resume(out)
+    resumed = runner.invoke(app, ["resume", str(out)])  # in this process: the model is loaded
     assert resumed.exit_code == 0 and "config changed" not in resumed.stderr, resumed.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["generated"] == 0
     assert (out / "data.jsonl").read_text() == (reference / "data.jsonl").read_text()
@@ -99,7 +95,7 @@ def test_a_real_change_is_still_reported(read_only_greedy, reference, tmp_path):
     edit_pipeline(path, max_new_tokens="20")
     out = tmp_path / "run"
     subprocess.run(["cp", "-r", str(reference), str(out)], check=True)
-    result = CliRunner().invoke(app, ["build", str(path), "--out", str(out)])
+    result = runner.invoke(app, ["build", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.stderr[-2000:]
     assert "config changed" in result.stderr
     assert json.loads((out / "summary.json").read_text())["drift"] == {"changed": 12, "new": 0, "dropped": 0}

@@ -17,6 +17,8 @@ from textsynth.taxonomy import count_leaves, plan, split
 
 from .conftest import ROOT, SENTIMENT
 
+runner = CliRunner()
+
 
 @given(
     count=st.integers(0, 500),
@@ -122,7 +124,7 @@ def test_tight_leaf_cap_always_fits():
 def test_build_with_a_larger_n_reuses_every_finished_request(greedy_pipeline, tmp_path):
     def build(n: int) -> dict:
         args = ["build", str(greedy_pipeline), "--n", str(n), "--out", str(tmp_path / "run"), "--json"]
-        result = CliRunner().invoke(app, args)
+        result = runner.invoke(app, args)
         assert result.exit_code == 0, result.stderr[-2000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 

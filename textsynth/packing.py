@@ -2,8 +2,8 @@
 
 `F.linear` in bf16 on a CPU runs oneDNN, which reorders the weight into its blocked layout on
 every call. A decode step of a few rows spends more time on that reorder than on the product.
-Packed once at load, every layer gives the same numbers (bit for bit on the benchmark machine)
-1.1–1.7× faster, the most at the few rows of a top-up round (benchmarks/RESULTS.md, session 8).
+Packed once at load, every layer gives the same numbers (bit for bit on the benchmark machine),
+1.3–1.6× faster at the 1–24 rows of a top-up round and 1.16× at 64 (benchmarks/bench_packing.py).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def can_pack() -> bool:
         return bool(
             torch.backends.mkldnn.is_available()
             and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-            and torch.ops.mkldnn._reorder_linear_weight is not None
+            and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
         )
-    except (AttributeError, RuntimeError):
+    except (AttributeError, RuntimeError):  # an op this torch build lacks
         return False
 
 
