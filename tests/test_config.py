@@ -63,6 +63,11 @@ def test_malformed_yaml_names_line(project):
         ("  temperature: 0.8", "  temperature: hot", "generation.temperature"),
         ("  dtype: auto", "  dtype: int3", "model.dtype"),
         ("n: 60", "n: -5", r"\bn: Input should be greater than or equal to 1"),
+        (
+            "  guidance_tokens: 16",
+            "  guidance_tokens: 16\n  length_push: 1",
+            r"generation\.length_push: the target lengths come from the seed texts; add `seed_examples`",
+        ),
     ],
 )
 def test_bad_values(project, old, new, match):

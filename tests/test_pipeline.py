@@ -102,17 +102,17 @@ def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
     moved = rec("m", "neg", "d")
     moved.fields["relabelled_from"] = "pos"  # planned positive, now negative: lost to positive
     extra = _ahead([*records, moved], {"pos": 100, "neg": 100})
-    # pos lost 3 · ½ (label check) + ½ (relabelled) + 1 (filter) = 3 of 14; pooled 3 of 26;
-    # rates (3/14 + 3/26) / 2 = 0.165 and (0 + 3/26) / 2 = 0.058; requests whose survivors reach
-    # 100 one binomial SD below their mean: 125 and 109 (the mean alone would ask 120 and 107)
-    assert {label: len(leaves) for label, leaves in extra.items()} == {"pos": 25, "neg": 9}
+    # pos lost 3 · 0.8 (label check) + 0.8 (relabelled) + 1 (filter) = 4.2 of 14; pooled 4.2 of 26;
+    # rates (4.2/14 + 4.2/26) / 2 = 0.231 and (0 + 4.2/26) / 2 = 0.081; requests whose survivors
+    # reach 100 one binomial SD below their mean: 137 and 112 (the mean alone would ask 130 and 109)
+    assert {label: len(leaves) for label, leaves in extra.items()} == {"pos": 37, "neg": 12}
     lost_first = sorted(leaf["topic"] for leaf in extra["pos"][:5])
     assert lost_first == ["a", "a", "a", "d", "e"], "lost leaves first"
     clean = [rec(f"c{i}", "pos" if i % 2 else "neg", "c") for i in range(20)]
     assert _ahead(clean, {"pos": 100, "neg": 100}) == {}, "a probe that lost nothing plans nothing"
 
 
-def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first():
+def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first_and_a_margin():
     records = []
     for i in range(27):  # positive: 18 kept of 27, 2 short of its 20
         topic = "lost" if i < 9 else "ok"
@@ -121,8 +121,13 @@ def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first
             r.reject("label_mismatch")
         records.append(r)
     records += [Record(id=f"n{i}", label="negative", attributes={"topic": "n"}, text="t") for i in range(20)]
-    asks = _deficits(records, {"positive": 20, "negative": 20})
-    assert set(asks) == {"positive"}, "a label at its quota is not topped up"
+    records += [Record(id=f"u{i}", label="neutral", attributes={"topic": "u"}, text="t") for i in range(21)]
+    records[-1].reject("over_quota")  # passed, beyond the quota: one spare row
+    quotas = {"positive": 20, "negative": 20, "neutral": 20}
+    asks = _deficits(records, quotas)
     # survival 2/3: 2 more survivors need 3 on average, 7 to reach 2 at two SDs below the mean
     assert len(asks["positive"]) == 7
     assert {leaf["topic"] for leaf in asks["positive"]} == {"lost"}, "the leaves that failed come first"
+    # the round runs anyway: a label with no row to spare gets one, one with a spare row none
+    assert len(asks["negative"]) == 1 and "neutral" not in asks
+    assert _deficits(records[27:], quotas) == {}, "no label short: no round, however thin the margins"

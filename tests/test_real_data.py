@@ -85,6 +85,32 @@ def test_taxonomy_from_a_column_of_the_seed_data(tmp_path):
         prepare(path, n=4)
 
 
+def test_length_push_ends_texts_near_the_seed_lengths(tmp_path):
+    """Every seed text has 3 words, so every prompt asks for about 3; the model alone writes
+    about 20 (restaurant_reviews, RESULTS.md), pushed it stops at a sentence end soon after 3."""
+    project = copy_project(tmp_path / "p")
+    seeds = project / "seeds.csv"
+    rows = ["great pasta tonight", "lovely quiet room", "friendly fast staff"]
+    rows += ["cold soggy fries", "rude slow waiter", "dirty sticky tables"]
+    seeds.write_text(
+        "text,label\n" + "".join(f"{t},{'positive' if i < 3 else 'negative'}\n" for i, t in enumerate(rows))
+    )
+    path = project / "pipelines" / "restaurant_reviews.yaml"
+    text = path.read_text().replace("../data/yelp/tune.tsv", "../seeds.csv")
+    text = text.replace("  label_map: 0=negative,1=positive\n", "  text_col: text\n  label_col: label\n")
+    path.write_text(
+        text.replace("length_push: 0 ", "length_push: 1 ").replace("top_up_rounds: 2", "top_up_rounds: 0")
+    )
+    assert all("about 3 words" in m[-1]["content"] for m in prepare(path, n=6).messages.values())
+    run_build(path, n=6, out=tmp_path / "run", quiet=True)
+    records = [Record.from_json(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6
+    for r in records:
+        assert r.generation["params"]["length_push"] == 1.0
+        raw = r.generation["raw"]
+        assert r.generation["finish_reason"] == "stop" and len(raw.split()) <= 3 + 12, raw
+
+
 @pytest.fixture(scope="module")
 def compared(built150, tmp_path_factory):
     run = tmp_path_factory.mktemp("compare") / "run"

@@ -247,12 +247,21 @@ class GenerationParams(ConfigBase):
         description="Guide only the first this many tokens, then decode the row alone (a text's "
         "label is mostly set by its opening words; the guidance row's cost stops there). None = all.",
     )
+    length_push: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Hold texts to the length their prompt asks for (`target_words`, drawn from the "
+        "seed texts): past it, each extra word adds this much to the logits of sentence ends and the "
+        "stop token. Needs seed_examples; transformers backend. 0 = off.",
+    )
 
     def fingerprint_params(self) -> dict[str, object]:
-        """The parameters in request fingerprints; guidance only when on, so caches from before
-        the options existed stay valid."""
+        """The parameters in request fingerprints; guidance and the length push only when on, so
+        caches from before the options existed stay valid."""
         off = {"guidance_scale", "guidance_tokens"} if self.guidance_scale == 1 else set()
-        return self.model_dump(exclude=off | ({"guidance_tokens"} if self.guidance_tokens is None else set()))
+        off |= {"guidance_tokens"} if self.guidance_tokens is None else set()
+        return self.model_dump(exclude=off | ({"length_push"} if not self.length_push else set()))
 
 
 class FilterConfig(ConfigBase):
@@ -422,6 +431,14 @@ class Pipeline(ConfigBase):
             raise ValueError(
                 "generation.guidance_scale: guidance contrasts labels, so it needs labels and one "
                 "`templates:` pair; set it to 1 here"
+            )
+        pushed = self.generation.length_push or any(
+            s.generation is not None and s.generation.length_push for s in self.steps
+        )
+        if pushed and self.seed_examples is None:
+            raise ValueError(
+                "generation.length_push: the target lengths come from the seed texts; add "
+                "`seed_examples` or set it to 0"
             )
         taken = set(BASE_VARIABLES)
         for step in self.steps:

@@ -295,7 +295,8 @@ class GenerationStage:
         messages = (self.rendered.get(rid) if k == 0 else None) or templates.render(ex.planned, ex.outputs)
         negative = templates.render_negative(ex.planned, ex.outputs) if params.guidance_scale != 1 else None
         seed = step_seed(ex.planned, step.name, k == 0, attempt)
-        return Request(rid, messages, seed, negative, decode_to)
+        target = templates.target_words(ex.planned) if params.length_push else None
+        return Request(rid, messages, seed, negative, decode_to, target)
 
     def _stored(self, step: Step, rid: str, fingerprint: str) -> Completion | None:
         """This step's completion from the shards, when it was made for the same request."""

@@ -141,11 +141,17 @@ class PromptTemplates:
             return []
         return self.seeds.exemplars(example.label, derived_seed(example.seed, "exemplars"), config.k)
 
+    def target_words(self, example: PlannedExample) -> int | None:
+        """The length this record's prompt asks for: one seed text's, drawn with its own seed."""
+        if self.seeds is None:
+            return None
+        return self.seeds.target_words(derived_seed(example.seed, "length"))
+
     def context(self, example: PlannedExample) -> dict[str, object]:
         ctx: dict[str, object] = {"task_description": self.pipeline.description, **example.attributes}
         if self.seeds is not None:
             ctx["examples"] = [self.seeds.texts[i] for i in self.exemplars(example)]
-            ctx["target_words"] = self.seeds.target_words(derived_seed(example.seed, "length"))
+            ctx["target_words"] = self.target_words(example)
         label = next((lab for lab in self.pipeline.labels if lab.name == example.label), None)
         if label is not None:
             ctx.update(

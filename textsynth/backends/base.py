@@ -17,7 +17,8 @@ class Request:
 
     `negative` is the guidance prompt (the same request naming another label), decoded beside it
     when `guidance_scale` > 1. `schema` is the JSON schema a JSON step's completion must fit;
-    every backend constrains decoding to it, so the completion parses.
+    every backend constrains decoding to it, so the completion parses. `target_words` is the
+    length the prompt asked for, which `length_push` holds the text to.
     """
 
     id: str
@@ -25,6 +26,7 @@ class Request:
     seed: int
     negative: list[dict[str, str]] | None = None
     schema: dict[str, Any] | None = None
+    target_words: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Backend(ABC):
     dtype: str
 
     supports_guidance = False
+    supports_length_push = False
 
     def check(self, requests: Sequence[Request], params: GenerationParams) -> None:
         """Raise ConfigError if these requests cannot run with these parameters.
@@ -53,6 +56,11 @@ class Backend(ABC):
             raise ConfigError(
                 f"generation.guidance_scale: {type(self).__name__} cannot decode guidance rows; "
                 "set it to 1 or use the transformers backend"
+            )
+        if params.length_push and not self.supports_length_push:
+            raise ConfigError(
+                f"generation.length_push: {type(self).__name__} cannot change logits while decoding; "
+                "set it to 0 or use the transformers backend"
             )
 
     @abstractmethod

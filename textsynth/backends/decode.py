@@ -16,6 +16,9 @@ other + γ·(own − other) in log-probs.
 Grammar-constrained rows (grammar.py): a row may carry a matcher; before sampling, every token
 its grammar forbids is masked to -inf, the sampled token advances it, and the row ends as soon as
 the grammar leaves only the stop token.
+
+Length push (length.py): past a row's target word count, sentence ends and the stop token gain
+a growing logit bonus before sampling, and the first sentence end sampled there ends the row.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from textsynth.backends.grammar import RowGrammar, masked
+from textsynth.backends.length import LengthPush
 from textsynth.backends.sampling import sample_next
 from textsynth.config import GenerationParams
 
@@ -42,6 +46,8 @@ class Row:
     tokens: list[int]
     guide: bool = False  # a guidance row: follows its primary, never sampled itself
     grammar: RowGrammar | None = None  # constrains what this (primary) row may sample
+    target: int | None = None  # words after which the length push starts (primary rows)
+    words: int = 0  # words sampled so far, counted when a length push is on
 
 
 Item = tuple[object, int, list[int]]  # (key, seed, prompt ids)
@@ -292,12 +298,14 @@ class DecodeLoop:
         items: list[GuidedItem],
         params: GenerationParams,
         constrain: Callable[[object], RowGrammar | None] | None = None,
+        push: LengthPush | None = None,
     ) -> Iterator[tuple[object, list[int], bool]]:
         """Yield (key, tokens, stopped_on_eos) per item as rows end.
 
         items: (key, seed, prompt ids, guidance prompt ids or None); guidance rows are decoded only
         when `params.guidance_scale` > 1 and count toward the batch size. `constrain` gives an
-        item's key a fresh grammar matcher, or None for free decoding.
+        item's key a fresh grammar matcher, or None for free decoding; `push` gives it a target
+        length and pushes rows past it toward a sentence end.
         """
         guided = params.guidance_scale != 1
         horizon = params.guidance_tokens or params.max_new_tokens
@@ -318,6 +326,7 @@ class DecodeLoop:
                 fresh = self._prefill([row for row, _ in take], prefix, plen, [g for _, g in take])
                 for row in fresh.rows:
                     row.grammar = constrain(row.key) if constrain and not row.guide else None
+                    row.target = push.target(row.key) if push and not row.guide else None
                 active = self._merge(active, fresh)
             if active is None:
                 break
@@ -326,6 +335,8 @@ class DecodeLoop:
             seeds = np.array([r.seed for r in rows], dtype=np.uint64)
             steps = np.array([len(r.tokens) for r in rows], dtype=np.uint64)
             logits = masked(logits, [r.grammar for r in rows])
+            if push is not None:
+                logits = push.apply(logits, rows)
             chosen = sample_next(logits, seeds, steps, params).tolist()
             keep: list[int] = []
             token_list: list[int] = []
@@ -336,6 +347,11 @@ class DecodeLoop:
                 if forced is not None and len(row.tokens) < params.max_new_tokens:
                     row.tokens.append(forced)
                     t = forced
+                if push is not None and row.target:
+                    push.count(row, row.tokens[-1])
+                    if push.closes(row, t) and len(row.tokens) < params.max_new_tokens:
+                        row.tokens.append(push.stop)  # ends here, like a grammar's forced stop
+                        t = push.stop
                 partner = i + 1 < len(active.rows) and active.rows[i + 1].guide
                 if t in self.eos_set or len(row.tokens) >= params.max_new_tokens:
                     yield row.key, row.tokens, t in self.eos_set

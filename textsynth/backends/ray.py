@@ -46,6 +46,7 @@ class _Worker:
 
 class RayBackend(Backend):
     supports_guidance = True  # each actor runs the transformers backend
+    supports_length_push = True
 
     def __init__(self, config: ModelConfig, executor: ExecutorConfig) -> None:
         try:

@@ -11,6 +11,7 @@ import torch
 from textsynth.backends.base import Backend, Completion, Request
 from textsynth.backends.decode import DecodeLoop, Item
 from textsynth.backends.grammar import Grammars, RowGrammar
+from textsynth.backends.length import LengthPush
 from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ConfigError
 from textsynth.models import LoadedModel, load_model
@@ -22,6 +23,7 @@ SCORE_TOKENS = 2048
 
 class TransformersBackend(Backend):
     supports_guidance = True
+    supports_length_push = True
 
     def __init__(self, config: ModelConfig, loaded: LoadedModel | None = None) -> None:
         self.loaded = loaded or load_model(config)
@@ -37,6 +39,7 @@ class TransformersBackend(Backend):
         forward_args = inspect.signature(self.loaded.model.forward).parameters
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         self._grammars: Grammars | None = None
+        self._push: LengthPush | None = None
 
     @property
     def context_length(self) -> int:
@@ -115,6 +118,17 @@ class TransformersBackend(Backend):
             self._grammars = Grammars(self.loaded.tokenizer, vocab, self.eos.tolist())
         return self._grammars.row(schema)
 
+    def _length_push(self, scale: float) -> LengthPush | None:
+        """The push toward each request's `target_words`; the tokenizer is indexed on first use."""
+        if not scale:
+            return None
+        if self._push is None or self._push.scale != scale:
+            vocab = self.loaded.model.get_output_embeddings().out_features
+            self._push = LengthPush.for_tokenizer(
+                self.loaded.tokenizer, vocab, self.eos.tolist(), scale, lambda r: r.target_words
+            )
+        return self._push
+
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
         loop = self._loop()
@@ -122,7 +136,8 @@ class TransformersBackend(Backend):
         items = [
             (r, r.seed, ids, self.encode(r.negative) if guided and r.negative else None) for r, ids in encoded
         ]
-        for request, tokens, stopped in loop.run(items, params, self._grammar):
+        push = self._length_push(params.length_push)
+        for request, tokens, stopped in loop.run(items, params, self._grammar, push):
             body = tokens[:-1] if stopped else tokens
             text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
             yield Completion(request.id, text, len(tokens), "stop" if stopped else "length")
