@@ -74,7 +74,7 @@ def test_the_bonus_grows_per_word_past_the_target_and_only_on_sentence_ends(back
 
 
 def test_pushed_texts_end_near_their_target_at_a_sentence_end(backend):
-    free = GenerationParams(max_new_tokens=64, temperature=0.8)
+    free = GenerationParams(max_new_tokens=40, temperature=0.8)
     pushed = free.model_copy(update={"length_push": 1.0})
     long = {c.id: c for c in backend.generate(_requests(6), free)}
     short = {c.id: c for c in backend.generate(_requests(6), pushed)}
