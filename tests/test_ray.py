@@ -12,6 +12,7 @@ from textsynth.backends.base import Request
 from textsynth.backends.ray import RayBackend
 from textsynth.backends.transformers import TransformersBackend
 from textsynth.config import ExecutorConfig, GenerationParams, ModelConfig
+from textsynth.errors import ConfigError
 from textsynth.models import model_loads
 from textsynth.pipeline import run_build
 
@@ -59,3 +60,14 @@ def test_one_pool_serves_every_call(ray_local):
     local = TransformersBackend(config).score(prompts, ["yes", "no"])
     assert remote.shape == (4, 2) and np.allclose(remote, local, atol=1e-4)
     assert backend.model_loads() == 2
+
+
+def test_actors_over_a_server_refuse_what_only_the_local_backend_decodes(ray_local):
+    """Guidance rows and the length push need the transformers backend in each actor."""
+    pool = ExecutorConfig(kind="ray", actors=1)
+    local = RayBackend(ModelConfig(), pool)
+    served = RayBackend(ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", name="m"), pool)
+    for params in (GenerationParams(guidance_scale=2), GenerationParams(length_push=1)):
+        local.check([], params)
+        with pytest.raises(ConfigError, match="RayBackend cannot"):
+            served.check([], params)

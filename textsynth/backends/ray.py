@@ -45,14 +45,13 @@ class _Worker:
 
 
 class RayBackend(Backend):
-    supports_guidance = True  # each actor runs the transformers backend
-    supports_length_push = True
-
     def __init__(self, config: ModelConfig, executor: ExecutorConfig) -> None:
         try:
             import ray
         except ImportError:
             raise ModelError("executor: ray is not installed (pip install ray)") from None
+        # the actors' own backend decodes guidance rows and pushes lengths, or it does not
+        self.supports_guidance = self.supports_length_push = config.backend == "transformers"
         ident = identify(config)
         self.config, self.executor = config, executor
         self.model_id, self.revision, self.dtype = ident.model_id, ident.revision, ident.dtype
