@@ -89,9 +89,12 @@ def cmd_build(args: argparse.Namespace) -> None:
     for gamma in args.gamma:
         pipeline = load_pipeline(ROOT / "pipelines" / f"{args.pipeline}.yaml")
         update = {"guidance_scale": gamma, "guidance_tokens": args.guidance_tokens}
+        if args.length_push is not None:
+            update["length_push"] = args.length_push
         pipeline = pipeline.model_copy(update={"generation": pipeline.generation.model_copy(update=update)})
         horizon = f"-t{args.guidance_tokens}" if args.guidance_tokens else ""
-        out = Path(args.out) / f"{args.pipeline}-n{args.n}-s{args.seed}-g{gamma}{horizon}"
+        push = f"-p{args.length_push}" if args.length_push is not None else ""
+        out = Path(args.out) / f"{args.pipeline}-n{args.n}-s{args.seed}-g{gamma}{horizon}{push}"
         result = run_build(
             pipeline,
             n=args.n,
@@ -236,6 +239,7 @@ def main() -> None:
     b.add_argument("--seed", type=int, default=11)
     b.add_argument("--gamma", type=float, nargs="+", default=[1.0])
     b.add_argument("--guidance-tokens", type=int, default=None)
+    b.add_argument("--length-push", type=float, default=None, help="default: the pipeline's")
     b.add_argument("--out", default="runs/dev")
     b.add_argument("--half", **half)
     e = sub.add_parser("evaluate")
