@@ -298,12 +298,6 @@ class PhaseClock:
         return run
 
 
-def _spare(records: list[Record], label: str, want: int) -> int:
-    """Rows of `label` that passed beyond its quota (negative when short)."""
-    passed = sum(r.status == "kept" or r.reasons[:1] == ["over_quota"] for r in records if r.label == label)
-    return passed - want
-
-
 def _margin(want: int) -> int:
     """Spare rows a label should have when a round runs anyway: a larger set retrains the label
     check's classifier and regroups dedup, which can reject a record kept before (one of 20 in
@@ -319,11 +313,14 @@ def _leaves(mine: list[Record], ask: int) -> list[dict[str, str]]:
 
 def _deficits(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
     """Per label below quota: leaves to regenerate, those of its rejected records first. When any
-    label is short, labels with fewer than `_margin` spare rows get that many in the same round."""
-    out = {}
+    label is short, each other label is topped up in the same round to `_margin` spare rows
+    (rows that passed beyond its quota)."""
+    by_label = {label: [r for r in records if r.label == label] for label in quotas}
+    out, spare = {}, {}
     for label, want in quotas.items():
-        mine = [r for r in records if r.label == label]
+        mine = by_label[label]
         kept = sum(r.status == "kept" for r in mine)
+        spare[label] = sum(r.status == "kept" or r.reasons[:1] == ["over_quota"] for r in mine) - want
         if kept >= want or not mine:
             continue
         missing = want - kept
@@ -332,10 +329,9 @@ def _deficits(records: list[Record], quotas: dict[str, int]) -> dict[str, list[d
         out[label] = _leaves(mine, ask)
     if out:
         for label, want in quotas.items():
-            mine = [r for r in records if r.label == label]
-            short = _margin(want) - _spare(records, label, want)
-            if label not in out and mine and short > 0:
-                out[label] = _leaves(mine, short)
+            short = _margin(want) - spare[label]
+            if label not in out and by_label[label] and short > 0:
+                out[label] = _leaves(by_label[label], short)
     return out
 
 

@@ -71,6 +71,11 @@ class LengthPush:
         """`ends` as a set, for the check on every sampled token."""
         return frozenset(self.ends.tolist())
 
+    @cached_property
+    def marks(self) -> torch.Tensor:
+        """The tokens that get the bonus: sentence ends and stop tokens."""
+        return torch.cat([self.ends, self.stops])
+
     def closes(self, row: Counted, token: int) -> bool:
         """Whether the row ends with this token: a sentence end past its target."""
         return bool(row.target) and row.words >= row.target and token in self.closing
@@ -88,6 +93,6 @@ class LengthPush:
         out = logits.clone() if logits.dtype == torch.float32 else logits.float()
         index = torch.tensor([i for i, _ in over], device=out.device)
         bonus = self.scale * torch.tensor([b for _, b in over], dtype=out.dtype, device=out.device)
-        marks = torch.cat([self.ends, self.stops]).to(out.device)
+        marks = self.marks.to(out.device)
         out[index[:, None], marks[None, :]] += bonus[:, None]
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Iterator, Sequence
 
@@ -40,6 +41,11 @@ class TransformersBackend(Backend):
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         self._grammars: Grammars | None = None
         self._push: LengthPush | None = None
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the model's logits (the LM head's outputs, packed or not)."""
+        return int(self.loaded.model.get_output_embeddings().out_features)
 
     @property
     def context_length(self) -> int:
@@ -114,19 +120,19 @@ class TransformersBackend(Backend):
         if schema is None:
             return None
         if self._grammars is None:
-            vocab = self.loaded.model.get_output_embeddings().out_features  # packed or not
-            self._grammars = Grammars(self.loaded.tokenizer, vocab, self.eos.tolist())
+            self._grammars = Grammars(self.loaded.tokenizer, self.vocab_size, self.eos.tolist())
         return self._grammars.row(schema)
 
     def _length_push(self, scale: float) -> LengthPush | None:
         """The push toward each request's `target_words`; the tokenizer is indexed on first use."""
         if not scale:
             return None
-        if self._push is None or self._push.scale != scale:
-            vocab = self.loaded.model.get_output_embeddings().out_features
+        if self._push is None:
             self._push = LengthPush.for_tokenizer(
-                self.loaded.tokenizer, vocab, self.eos.tolist(), scale, lambda r: r.target_words
+                self.loaded.tokenizer, self.vocab_size, self.eos.tolist(), scale, lambda r: r.target_words
             )
+        elif self._push.scale != scale:
+            self._push = dataclasses.replace(self._push, scale=scale)  # the same token index
         return self._push
 
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
