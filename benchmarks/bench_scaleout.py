@@ -34,6 +34,9 @@ def pipeline_file(folder: Path, n: int, **model: object) -> Path:
     data["n"] = n
     data["model"].update(model)
     data["quality"]["top_up_rounds"] = 0
+    # what every arm can run: a chat server decodes no guidance rows and does not continue an opening
+    data["generation"]["guidance_scale"] = 1
+    data["templates"]["assistant"] = None
     path = folder / f"sentiment_{len(list(folder.glob('*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

@@ -17,6 +17,7 @@ import yaml
 from tests.conftest import ROOT, SENTIMENT, copy_project
 from tests.servers import Flaky, LlamaCppServer, ServeProcess
 from textsynth.config import ModelConfig, load_pipeline
+from textsynth.errors import ConfigError
 from textsynth.models import identify
 from textsynth.pipeline import resume_build, run_build
 from textsynth.records import Record
@@ -35,6 +36,8 @@ def server_pipeline(project: Path, base_url: str, n: int, **model: object) -> Pa
     data["n"] = n
     data["model"].update(backend="openai", base_url=base_url, name=identify(ModelConfig()).source, **model)
     data["generation"].update(max_new_tokens=32, guidance_scale=1)  # servers decode no guidance rows
+    if data["model"]["api"] == "chat":
+        data["templates"]["assistant"] = None  # a chat server may answer a reply's opening, not continue it
     data["quality"]["top_up_rounds"] = 0
     path = project / "pipelines" / "server.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -121,7 +124,9 @@ def test_completions_endpoint_and_label_check_signals(server, tmp_path):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     result = run_build(path, out=tmp_path / "run", quiet=True, export=False)  # empty replies export nothing
     assert result.summary.generated >= 6
-    assert any(r.generation["raw"] for r in records(result.run_dir))  # a raw prompt may get an empty reply
+    produced = [r for r in records(result.run_dir) if r.generation.get("raw") is not None]
+    assert produced
+    assert all(r.generation["raw"].startswith(f"The {r.attributes['product']}") for r in produced)
     signals = result.summary.label_signals
     assert "zero_shot" in signals or "zero_shot_unavailable" in signals  # said, whichever it was
 
@@ -140,6 +145,19 @@ def test_llama_cpp_server_generates_and_scores(tmp_path):
         llama.stop()
     assert result.summary.generated == 6
     assert "zero_shot" in result.summary.label_signals, "label choices scored from the server's logprobs"
+
+
+def test_only_a_raw_prompt_continues_a_reply_opening_on_a_server():
+    from textsynth.backends.base import Request
+    from textsynth.backends.openai import OpenAIBackend
+    from textsynth.config import GenerationParams
+
+    turns = [{"role": "user", "content": "Review it."}, {"role": "assistant", "content": "The"}]
+    opened = [Request("a", turns, 1)]
+    config = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "name": "m"}
+    OpenAIBackend(ModelConfig(**config, api="completions")).check(opened, GenerationParams())
+    with pytest.raises(ConfigError, match=r"templates\.assistant: OpenAIBackend cannot continue"):
+        OpenAIBackend(ModelConfig(**config)).check(opened, GenerationParams())
 
 
 def test_json_step_sends_its_schema_as_response_format():

@@ -172,6 +172,7 @@ def _server_pipeline(project: Path, source: Path, base_url: str) -> Path:
     data["model"] = {"backend": "openai", "base_url": base_url, "name": "m", "max_retries": 0}
     data.setdefault("quality", {})["top_up_rounds"] = 0
     data.setdefault("generation", {})["guidance_scale"] = 1  # servers decode no guidance rows
+    data.get("templates", {}).pop("assistant", None)  # nor continue a reply's opening over chat
     shutil.copytree(ROOT / "prompts", project / "prompts", dirs_exist_ok=True)
     path = project / "pipelines" / source.name
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,10 @@ def test_provenance_present(built):
         assert gen["model"].endswith(".gguf") and gen["revision"].startswith("sha256:")
         assert gen["raw"] is not None and gen["tokens"] > 0 and isinstance(gen["seed"], int)
         assert len(gen["fingerprint"]) == 64
-        assert set(r["prompt"]["template_sha"]) == {"review_system.jinja", "review_user.jinja"}
+        assert set(r["prompt"]["template_sha"]) == {f"review_{t}.jinja" for t in ("system", "user", "reply")}
         assert r["attributes"]["product"] and r["attributes"]["persona"]
+        # the model continued the reply's opening, and the text starts with it
+        assert gen["raw"].startswith(f"The {r['attributes']['product']}")
 
 
 def test_run_directory_layout(built):

@@ -63,7 +63,8 @@ def test_one_pool_serves_every_call(ray_local):
 
 
 def test_actors_over_a_server_refuse_what_only_the_local_backend_decodes(ray_local):
-    """Guidance rows and the length push need the transformers backend in each actor."""
+    """Guidance rows and the length push need the transformers backend in each actor, and a reply's
+    opening a backend that continues it."""
     pool = ExecutorConfig(kind="ray", actors=1)
     local = RayBackend(ModelConfig(), pool)
     served = RayBackend(ModelConfig(backend="openai", base_url="http://127.0.0.1:9/v1", name="m"), pool)
@@ -71,3 +72,8 @@ def test_actors_over_a_server_refuse_what_only_the_local_backend_decodes(ray_loc
         local.check([], params)
         with pytest.raises(ConfigError, match="RayBackend cannot"):
             served.check([], params)
+    turns = [{"role": "user", "content": "Review it."}, {"role": "assistant", "content": "The"}]
+    opened = [Request("a", turns, 1)]
+    local.check(opened, GenerationParams())
+    with pytest.raises(ConfigError, match="RayBackend cannot continue a reply's opening"):
+        served.check(opened, GenerationParams())

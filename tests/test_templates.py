@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from textsynth.config import load_pipeline
-from textsynth.errors import TemplateError
+from textsynth.errors import ConfigError, TemplateError
 from textsynth.pipeline import prepare
 
 
@@ -16,9 +16,26 @@ def test_renders_chat_messages_with_taxonomy_values(project):
     prep = prepare(project / "pipelines" / "sentiment.yaml", n=6)
     ex = prep.planned[0]
     messages = prep.messages[ex.id]
-    assert [m["role"] for m in messages] == ["system", "user"]
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
     assert ex.attributes["product"] in messages[1]["content"]
     assert ex.label in messages[1]["content"]
+    assert messages[2]["content"] == f"The {ex.attributes['product']}"  # the reply's opening
+
+
+def test_echo_filter_compares_with_the_user_message_not_the_opening(project):
+    prep = prepare(project / "pipelines" / "sentiment.yaml", n=3)
+    ex = prep.planned[0]
+    assert prep.steps["text"].instruction(ex) == prep.messages[ex.id][1]["content"]
+
+
+def test_a_json_step_cannot_open_its_reply(project):
+    path = project / "pipelines" / "qa.yaml"
+    text = path.read_text()
+    assert "output: json" in text
+    opened = "user: qa_user.jinja\n      assistant: qa_user.jinja"
+    path.write_text(text.replace("user: qa_user.jinja", opened))
+    with pytest.raises(ConfigError, match="a JSON step is decoded to its schema from the first token"):
+        load_pipeline(path)
 
 
 @pytest.mark.parametrize(

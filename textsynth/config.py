@@ -95,6 +95,11 @@ class Templates(ConfigBase):
 
     system: str | None = Field(None, description="System prompt template file, optional.")
     user: str = Field(description="User prompt template file.")
+    assistant: str | None = Field(
+        None,
+        description="Template of the reply's opening, optional: the model continues it, and the text "
+        "starts with it (e.g. 'The {{ product }}' keeps a review about the product, in its own voice).",
+    )
 
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -163,6 +168,11 @@ class Step(ConfigBase):
                 raise ValueError(
                     f"step {self.name!r}: field {name!r}: choices must be distinct non-empty strings"
                 )
+        if self.output == "json" and self.templates.assistant is not None:
+            raise ValueError(
+                f"step {self.name!r}: a JSON step is decoded to its schema from the first token; "
+                "remove `templates.assistant`"
+            )
         if self.judge is not None and self.output != "text":
             raise ValueError(f"step {self.name!r}: a judge step scores choices; remove `output: json`")
         return self

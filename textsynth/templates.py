@@ -49,7 +49,8 @@ class Template:
 
 
 class PromptTemplates:
-    """The system and user templates of a pipeline or of one step, loaded and checked once.
+    """The system, user and reply-opening templates of a pipeline or of one step, loaded and checked
+    once.
 
     `outputs` are variables earlier steps provide; `later` are those of later steps, named in the
     error when a template uses one.
@@ -80,7 +81,7 @@ class PromptTemplates:
         allowed = available_variables(pipeline) | set(outputs)
         chosen = templates or pipeline.templates
         assert chosen is not None, "validated: a pipeline has templates or steps"
-        names = {"system": chosen.system, "user": chosen.user}
+        names = {"system": chosen.system, "user": chosen.user, "assistant": chosen.assistant}
         self.templates = {
             role: self._load(name, allowed, set(later)) for role, name in names.items() if name is not None
         }
@@ -181,7 +182,7 @@ class PromptTemplates:
         stay: copying one is never the task."""
         self.masking = {self.seeds.texts[i] for i in self.exemplars(example)} if self.seeds else set()
         try:
-            return self.render(example, extra)[-1]["content"]
+            return next(m["content"] for m in self.render(example, extra) if m["role"] == "user")
         finally:
             self.masking = None
 

@@ -37,6 +37,12 @@ class Completion:
     finish_reason: Literal["stop", "length"]
 
 
+def opening(messages: list[dict[str, str]]) -> str:
+    """The reply's opening a template wrote (a final assistant message), or "": the model
+    continues it, and every backend returns the completion with it in front."""
+    return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
+
+
 class Backend(ABC):
     """A loaded model that completes chat requests."""
 
@@ -46,16 +52,23 @@ class Backend(ABC):
 
     supports_guidance = False
     supports_length_push = False
+    supports_opening = False
 
     def check(self, requests: Sequence[Request], params: GenerationParams) -> None:
         """Raise ConfigError if these requests cannot run with these parameters.
 
-        The default accepts everything but guidance: a remote server reports its limits per request.
+        The default accepts everything but guidance, the length push and a reply's opening: a remote
+        server reports its other limits per request.
         """
         if params.guidance_scale != 1 and not self.supports_guidance:
             raise ConfigError(
                 f"generation.guidance_scale: {type(self).__name__} cannot decode guidance rows; "
                 "set it to 1 or use the transformers backend"
+            )
+        if not self.supports_opening and any(opening(r.messages) for r in requests):
+            raise ConfigError(
+                f"templates.assistant: {type(self).__name__} cannot continue a reply's opening; remove "
+                "it, or use the transformers or vllm backend (or model.api: completions)"
             )
         if params.length_push and not self.supports_length_push:
             raise ConfigError(

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from textsynth.backends.base import Backend, Completion, Request
+from textsynth.backends.base import Backend, Completion, Request, opening
 from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ModelError
 
@@ -51,6 +51,9 @@ class OpenAIBackend(Backend):
         self.dtype = "server"
         key = os.environ.get(config.api_key_env)
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # a raw prompt ends with the reply's opening and the server continues it; chat servers
+        # differ in whether a final assistant message is continued or answered
+        self.supports_opening = config.api == "completions"
 
     def _request(self, req: Request, params: GenerationParams) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -101,10 +104,10 @@ class OpenAIBackend(Backend):
 
     def _completion(self, req: Request, data: dict[str, Any]) -> Completion:
         choice = data["choices"][0]
-        text = choice["message"]["content"] if self.config.api == "chat" else choice["text"]
+        text = (choice["message"]["content"] if self.config.api == "chat" else choice["text"]) or ""
         tokens = int((data.get("usage") or {}).get("completion_tokens") or len(text.split()))
         reason = "length" if choice.get("finish_reason") == "length" else "stop"
-        return Completion(req.id, text or "", tokens, reason)
+        return Completion(req.id, opening(req.messages) + text, tokens, reason)
 
     def _run(self, jobs: Sequence[tuple[Any, str, dict[str, Any]]], out: queue.Queue, stop: threading.Event):
         """Post every job concurrently on a private event loop; results (or the error) go to `out`."""

@@ -50,8 +50,10 @@ class RayBackend(Backend):
             import ray
         except ImportError:
             raise ModelError("executor: ray is not installed (pip install ray)") from None
-        # the actors' own backend decodes guidance rows and pushes lengths, or it does not
+        # the actors' own backend decodes guidance rows, pushes lengths and continues a reply's
+        # opening, or it does not
         self.supports_guidance = self.supports_length_push = config.backend == "transformers"
+        self.supports_opening = config.backend != "openai" or config.api == "completions"
         ident = identify(config)
         self.config, self.executor = config, executor
         self.model_id, self.revision, self.dtype = ident.model_id, ident.revision, ident.dtype

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from textsynth.backends.base import Backend, Completion, Request
+from textsynth.backends.base import Backend, Completion, Request, opening
 from textsynth.backends.decode import DecodeLoop, Item
 from textsynth.backends.grammar import Grammars, RowGrammar
 from textsynth.backends.length import LengthPush
@@ -25,6 +25,7 @@ SCORE_TOKENS = 2048
 class TransformersBackend(Backend):
     supports_guidance = True
     supports_length_push = True
+    supports_opening = True
 
     def __init__(self, config: ModelConfig, loaded: LoadedModel | None = None) -> None:
         self.loaded = loaded or load_model(config)
@@ -52,9 +53,12 @@ class TransformersBackend(Backend):
         return int(getattr(self.loaded.model.config, "max_position_embeddings", 2048))
 
     def encode(self, messages: list[dict[str, str]]) -> list[int]:
-        """Prompt token ids with the model's chat template applied."""
+        """Prompt token ids with the model's chat template applied; a reply's opening is left open."""
         tok = self.loaded.tokenizer
-        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if opening(messages):
+            text = tok.apply_chat_template(messages, continue_final_message=True, tokenize=False)
+        else:
+            text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return tok(text, add_special_tokens=False)["input_ids"]
 
     def check(self, requests: Sequence[Request], params: GenerationParams) -> None:
@@ -145,5 +149,5 @@ class TransformersBackend(Backend):
         push = self._length_push(params.length_push)
         for request, tokens, stopped in loop.run(items, params, self._grammar, push):
             body = tokens[:-1] if stopped else tokens
-            text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
+            text = opening(request.messages) + self.loaded.tokenizer.decode(body, skip_special_tokens=True)
             yield Completion(request.id, text, len(tokens), "stop" if stopped else "length")

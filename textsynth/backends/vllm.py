@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from textsynth.backends.base import Backend, Completion, Request
+from textsynth.backends.base import Backend, Completion, Request, opening
 from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ModelError
 from textsynth.models import identify
@@ -37,6 +37,8 @@ def require_vllm() -> None:
 
 
 class VLLMBackend(Backend):
+    supports_opening = True
+
     def __init__(self, config: ModelConfig) -> None:
         require_vllm()
         from vllm import LLM
@@ -74,15 +76,18 @@ class VLLMBackend(Backend):
         step = self.config.batch_size
         for start in range(0, len(requests), step):
             chunk = requests[start : start + step]
+            opened = bool(opening(chunk[0].messages))  # one step's requests: all open a reply or none
             outputs = self.llm.chat(
                 [r.messages for r in chunk],
                 [self._params(params, r.seed, r.schema) for r in chunk],
                 use_tqdm=False,
+                add_generation_prompt=not opened,
+                continue_final_message=opened,
             )
             for req, out in zip(chunk, outputs):
                 first = out.outputs[0]
                 reason = "length" if first.finish_reason == "length" else "stop"
-                yield Completion(req.id, first.text, len(first.token_ids), reason)
+                yield Completion(req.id, opening(req.messages) + first.text, len(first.token_ids), reason)
 
     def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> np.ndarray:
         """Log-probabilities of each choice's first token among the top 20 of the next token."""
