@@ -39,6 +39,7 @@ def server_pipeline(project: Path, base_url: str, n: int, **model: object) -> Pa
     if data["model"]["api"] == "chat":
         data["templates"]["assistant"] = None  # a chat server may answer a reply's opening, not continue it
     data["quality"]["top_up_rounds"] = 0
+    data["quality"]["label_check"]["zero_shot"] = True  # scored from the server's logprobs
     path = project / "pipelines" / "server.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

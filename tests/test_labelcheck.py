@@ -46,9 +46,8 @@ def test_planted_mislabels_are_caught(built150):
         if r.id in planted:
             r.label = SWAP[r.label]
     pipeline = load_pipeline(SENTIMENT)
-    stage = LabelCheck(
-        pipeline, pipeline.quality.label_check, TransformersBackend(pipeline.model), TextEmbedder()
-    )
+    config = pipeline.quality.label_check.model_copy(update={"zero_shot": True})  # every signal
+    stage = LabelCheck(pipeline, config, TransformersBackend(pipeline.model), TextEmbedder())
     stage.run(records)
     assert stage.signals == ["zero_shot", "description", "classifier"]
     truth = np.array([r.id in planted for r in records])
