@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from textsynth.config import DedupConfig
 from textsynth.embed import TextEmbedder
-from textsynth.quality.dedup import Dedup
+from textsynth.quality.dedup import Dedup, rethreshold
 from textsynth.records import Record
 
 EMBED = TextEmbedder()
@@ -57,6 +57,8 @@ VOCAB = ["good", "bad", "blender", "fast", "slow", "quiet", "loud", "cheap", "wo
         max_size=25,
     )
 )
+# found by the search: an exact duplicate of a record that a later tier (MinHash) rejected
+@example(items=[(["good"] * 4, 0.0), (["good"] * 3, 0.0), (["good"] * 3, 0.0)])
 def test_no_duplicate_pair_loses_both_and_representatives_are_kept(items):
     records = [rec(f"r{i:02d}", " ".join(words), q) for i, (words, q) in enumerate(items)]
     records.append(rec(f"r{len(records):02d}", records[0].text or "", items[0][1]))  # one sure duplicate
@@ -95,3 +97,38 @@ def test_minhash_permutations_follow_the_pipeline_seed(monkeypatch):
         verdicts.append([r.reasons for r in records])
     assert len(used) == 2 and used[0] != used[1] and 1 not in used
     assert verdicts[0] == verdicts[1] == [[], ["duplicate_of:r0"], []]
+
+
+def test_a_chain_of_tiers_points_at_the_kept_record_and_survives_a_rethreshold():
+    records = [
+        rec("a", "The blender is powerful and quiet, I use it every morning.", 0.9),
+        rec("c", "The blender is powerful and quiet, I use it every morning now.", 0.6),
+        rec("b", "the blender is POWERFUL and quiet, i use it every morning NOW!", 0.5),  # exact of c
+        rec("e", "My running shoes fell apart after two weeks on the trail.", 0.2),
+    ]
+    Dedup(DedupConfig(min_cosine_similarity=None), EMBED).run(records)
+    by_id = {r.id: r for r in records}
+    assert by_id["c"].reasons == ["duplicate_of:a"] and by_id["c"].fields["dup_method"] == "minhash"
+    assert by_id["b"].reasons == ["duplicate_of:a"] and by_id["b"].cluster == "a"
+    assert by_id["b"].fields["dup_via"] == "c", "the record it matched stays on record"
+    vectors = dict(zip((r.id for r in records), EMBED([r.text or "" for r in records])))
+    again = {r.id: r for r in rethreshold(records, vectors, DedupConfig(min_cosine_similarity=0.99))}
+    assert again["b"].reasons == ["duplicate_of:a"] and again["b"].fields["dup_via"] == "c"
+    assert again["a"].status == "kept" and again["e"].status == "kept"
+
+
+def test_a_rethreshold_that_keeps_a_semantic_duplicate_gives_it_back_its_own_duplicates():
+    records = [
+        rec("a", "The blender is powerful and quiet, I use it every morning.", 0.9),
+        rec("d", "My blender is strong and silent, and I run it each morning.", 0.6),  # paraphrase
+        rec("f", "my blender is STRONG and silent and I run it each morning!", 0.5),  # exact of d
+    ]
+    Dedup(DedupConfig(min_cosine_similarity=0.75), EMBED).run(records)
+    by_id = {r.id: r for r in records}
+    assert by_id["d"].fields["dup_method"] == "semantic"
+    assert by_id["f"].reasons == ["duplicate_of:a"] and by_id["f"].fields["dup_via"] == "d"
+    vectors = dict(zip((r.id for r in records), EMBED([r.text or "" for r in records])))
+    again = {r.id: r for r in rethreshold(records, vectors, DedupConfig(min_cosine_similarity=0.99))}
+    assert again["d"].status == "kept"
+    assert again["f"].reasons == ["duplicate_of:d"] and again["f"].cluster == "d"
+    assert "dup_via" not in again["f"].fields

@@ -45,13 +45,6 @@ def quality_order(records: list[Record]) -> list[Record]:
     return sorted(records, key=lambda r: (-r.scores.get("quality", 0.0), r.id))
 
 
-def _mark(record: Record, rep: Record, method: str, similarity: float) -> None:
-    record.reject(f"duplicate_of:{rep.id}")
-    record.cluster = rep.id
-    record.scores["dup_similarity"] = round(float(similarity), 4)
-    record.fields["dup_method"] = method
-
-
 class Dedup(Stage):
     name = "dedup"
 
@@ -60,6 +53,21 @@ class Dedup(Stage):
         self.config = config
         self.embedder = embedder
         self.vectors: dict[str, np.ndarray] = {}
+        self.members: dict[str, list[Record]] = defaultdict(list)  # representative id → duplicates
+
+    def _mark(self, record: Record, rep: Record, method: str, similarity: float) -> None:
+        """`record` duplicates `rep`. Its own duplicates from an earlier tier move to `rep` (their
+        `dup_via` names the record they matched, and their similarity is to it), so every
+        duplicate points at a representative that was kept."""
+        record.reject(f"duplicate_of:{rep.id}")
+        record.cluster = rep.id
+        record.scores["dup_similarity"] = round(float(similarity), 4)
+        record.fields["dup_method"] = method
+        for member in self.members.pop(record.id, []):
+            member.reasons[0], member.cluster = f"duplicate_of:{rep.id}", rep.id
+            member.fields.setdefault("dup_via", record.id)
+            self.members[rep.id].append(member)
+        self.members[rep.id].append(record)
 
     def process(self, kept: list[Record]) -> None:
         groups: dict[str, list[Record]] = defaultdict(list)
@@ -77,21 +85,19 @@ class Dedup(Stage):
             if self.config.min_cosine_similarity is not None and self.embedder is not None:
                 self._semantic(ordered, self.config.min_cosine_similarity, seed)
 
-    @staticmethod
-    def _exact(ordered: list[Record]) -> list[Record]:
+    def _exact(self, ordered: list[Record]) -> list[Record]:
         first: dict[str, Record] = {}
         survivors = []
         for r in ordered:
             key = hashlib.sha256(normalize(r.text or "").encode()).hexdigest()
             if key in first:
-                _mark(r, first[key], "exact", 1.0)
+                self._mark(r, first[key], "exact", 1.0)
             else:
                 first[key] = r
                 survivors.append(r)
         return survivors
 
-    @staticmethod
-    def _minhash(ordered: list[Record], threshold: float, seed: int) -> list[Record]:
+    def _minhash(self, ordered: list[Record], threshold: float, seed: int) -> list[Record]:
         from datasketch import MinHash, MinHashLSH
 
         lsh = MinHashLSH(threshold=threshold, num_perm=128)
@@ -107,7 +113,7 @@ class Dedup(Stage):
                 if sim > best_sim:
                     best, best_sim = kept[cand][0], sim
             if best is not None and best_sim >= threshold:
-                _mark(r, best, "minhash", best_sim)
+                self._mark(r, best, "minhash", best_sim)
                 continue
             lsh.insert(r.id, mh)
             kept[r.id] = (r, grams)
@@ -121,7 +127,7 @@ class Dedup(Stage):
         for r, v in zip(ordered, vectors):
             self.vectors[r.id] = v
         for i, j, sim in semantic_duplicates(vectors, threshold, seed):
-            _mark(ordered[i], ordered[j], "semantic", sim)
+            self._mark(ordered[i], ordered[j], "semantic", sim)
 
 
 def pipeline_seed_of(records: list[Record]) -> int:
@@ -168,23 +174,37 @@ def flagged_pairs(records: list[Record]) -> list[tuple[Record, Record, str, floa
 
 
 def rethreshold(records: list[Record], vectors: dict[str, np.ndarray], config: DedupConfig) -> list[Record]:
-    """Re-run the semantic tier with stored embeddings: copies of the records with new verdicts."""
+    """Re-run the semantic tier with stored embeddings: copies of the records with new verdicts.
+
+    Semantic duplicates are kept again, and each exact or MinHash duplicate points at the first
+    record of its chain of matches that is kept now."""
     import copy
 
-    fresh = []
-    for r in records:
-        c = copy.deepcopy(r)
-        if (
-            c.reasons
-            and c.reasons[0].startswith("duplicate_of:")
-            and c.fields.get("dup_method") == "semantic"
-        ):
-            c.status, c.reasons, c.cluster = "kept", [], None
-        fresh.append(c)
+    fresh = [copy.deepcopy(r) for r in records]
+    matched = {
+        c.id: c.fields.get("dup_via") or c.reasons[0].split(":", 1)[1]
+        for c in fresh
+        if c.reasons and c.reasons[0].startswith("duplicate_of:")
+    }
+    semantic = {c.id for c in fresh if c.id in matched and c.fields.get("dup_method") == "semantic"}
     by_text = {r.text: vectors[r.id] for r in records if r.id in vectors}
     stage = Dedup(
         config.model_copy(update={"exact": False, "minhash_threshold": None}),
         lambda texts: np.stack([by_text[t] for t in texts]),
     )
+    for c in fresh:
+        if c.id in semantic:
+            c.status, c.reasons, c.cluster = "kept", [], None
+            c.fields.pop("dup_via", None)
+        elif c.id in matched:
+            rep = matched[c.id]
+            while rep in matched and rep not in semantic:
+                rep = matched[rep]
+            c.reasons[0], c.cluster = f"duplicate_of:{rep}", rep
+            if rep == matched[c.id]:
+                c.fields.pop("dup_via", None)
+            else:
+                c.fields["dup_via"] = matched[c.id]
+            stage.members[rep].append(c)
     stage.run(fresh)
     return fresh
