@@ -28,6 +28,15 @@ def test_echo_filter_compares_with_the_user_message_not_the_opening(project):
     assert prep.steps["text"].instruction(ex) == prep.messages[ex.id][1]["content"]
 
 
+def test_an_opening_that_renders_empty_sends_no_assistant_message(project):
+    only_positive = '{% if label == "positive" %}The {{ product }}{% endif %}'
+    (project / "prompts" / "review_reply.jinja").write_text(only_positive)
+    prep = prepare(project / "pipelines" / "sentiment.yaml", n=6)
+    for ex in prep.planned:
+        roles = [m["role"] for m in prep.messages[ex.id]]
+        assert roles == (["system", "user", "assistant"] if ex.label == "positive" else ["system", "user"])
+
+
 def test_a_json_step_cannot_open_its_reply(project):
     path = project / "pipelines" / "qa.yaml"
     text = path.read_text()

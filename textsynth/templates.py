@@ -205,5 +205,6 @@ class PromptTemplates:
                     f"{template.name}: {exc.message} for label {example.label!r} at leaf "
                     f"{example.leaf!r} (guard it with `is defined` or add it to every leaf)"
                 ) from None
-            messages.append({"role": role, "content": text})
+            if role != "assistant" or text:  # an opening that renders empty is no opening
+                messages.append({"role": role, "content": text})
         return messages

@@ -74,9 +74,13 @@ class VLLMBackend(Backend):
 
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         step = self.config.batch_size
-        for start in range(0, len(requests), step):
-            chunk = requests[start : start + step]
-            opened = bool(opening(chunk[0].messages))  # one step's requests: all open a reply or none
+        by_opening = [[r for r in requests if bool(opening(r.messages)) == o] for o in (False, True)]
+        chunks = [
+            (part[i : i + step], o)
+            for part, o in zip(by_opening, (False, True))
+            for i in range(0, len(part), step)
+        ]
+        for chunk, opened in chunks:  # the chat template is applied per call: open or not, per chunk
             outputs = self.llm.chat(
                 [r.messages for r in chunk],
                 [self._params(params, r.seed, r.schema) for r in chunk],
