@@ -17,13 +17,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rich.progress import Progress
 
 from textsynth import faults
 from textsynth.backends import Backend, Completion, Request, make_backend
+from textsynth.backends.base import opening
 from textsynth.cache import CompletionCache
 from textsynth.config import GenerationParams, ModelConfig, Pipeline, Step
 from textsynth.errors import Interrupted, ModelError, RunDirError
@@ -64,7 +65,9 @@ def request_fingerprint(
 
 
 def answers(backend: Backend, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
-    """The backend's completions; a malformed answer (a server's) becomes a one-line ModelError."""
+    """The backend's completions, each with its request's reply opening in front (a backend returns
+    what the model wrote); a malformed answer (a server's) becomes a one-line ModelError."""
+    openings = {r.id: opening(r.messages) for r in requests}
     stream = backend.generate(requests, params)
     while True:
         try:
@@ -76,7 +79,7 @@ def answers(backend: Backend, requests: Sequence[Request], params: GenerationPar
                 f"{backend.model_id}: malformed response ({type(exc).__name__}: {exc}); finished records "
                 "are saved, check the server or model and run the same command again"
             ) from None
-        yield completion
+        yield replace(completion, text=openings[completion.id] + completion.text)
 
 
 class StopFlag:

@@ -39,7 +39,7 @@ class Completion:
 
 def opening(messages: list[dict[str, str]]) -> str:
     """The reply's opening a template wrote (a final assistant message), or "": the model
-    continues it, and every backend returns the completion with it in front."""
+    continues it, and a backend's completion is what comes after it."""
     return messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
 
 

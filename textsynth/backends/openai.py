@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from textsynth.backends.base import Backend, Completion, Request, opening
+from textsynth.backends.base import Backend, Completion, Request
 from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ModelError
 
@@ -107,7 +107,7 @@ class OpenAIBackend(Backend):
         text = (choice["message"]["content"] if self.config.api == "chat" else choice["text"]) or ""
         tokens = int((data.get("usage") or {}).get("completion_tokens") or len(text.split()))
         reason = "length" if choice.get("finish_reason") == "length" else "stop"
-        return Completion(req.id, opening(req.messages) + text, tokens, reason)
+        return Completion(req.id, text, tokens, reason)
 
     def _run(self, jobs: Sequence[tuple[Any, str, dict[str, Any]]], out: queue.Queue, stop: threading.Event):
         """Post every job concurrently on a private event loop; results (or the error) go to `out`."""

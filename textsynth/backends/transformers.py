@@ -149,5 +149,5 @@ class TransformersBackend(Backend):
         push = self._length_push(params.length_push)
         for request, tokens, stopped in loop.run(items, params, self._grammar, push):
             body = tokens[:-1] if stopped else tokens
-            text = opening(request.messages) + self.loaded.tokenizer.decode(body, skip_special_tokens=True)
+            text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
             yield Completion(request.id, text, len(tokens), "stop" if stopped else "length")

@@ -91,7 +91,7 @@ class VLLMBackend(Backend):
             for req, out in zip(chunk, outputs):
                 first = out.outputs[0]
                 reason = "length" if first.finish_reason == "length" else "stop"
-                yield Completion(req.id, opening(req.messages) + first.text, len(first.token_ids), reason)
+                yield Completion(req.id, first.text, len(first.token_ids), reason)
 
     def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> np.ndarray:
         """Log-probabilities of each choice's first token among the top 20 of the next token."""
