@@ -11,6 +11,8 @@ read only with --half confirm.tsv, to check a decision once it is made. Subcomma
   arms      kept rows of two configurations built with the same seeds, paired, pooled
   labelcheck  the label check on real sentences with 10 % of labels flipped: precision and
             recall of what it flags, per signal combination
+  variants  the label check rerun with other settings on stored builds (no generation): each
+            variant's kept rows against all generated, paired by build and pooled
   filters   what the default filters reject among the 1,000 real Yelp sentences, and why
 
 Example: python benchmarks/dev_protocol.py build --pipeline sentiment --n 300 --gamma 1 2
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textsynth.config import FilterConfig, load_pipeline
+from textsynth.config import FilterConfig, Pipeline, load_pipeline
 from textsynth.embed import embed
 from textsynth.evidence import SAME_SIZE, pooled, step_accuracy, step_table, survivors
 from textsynth.records import Record
@@ -143,6 +145,11 @@ def cmd_arms(args: argparse.Namespace) -> None:
         kept_a, kept_b = steps(Path(a))[-1][1], steps(Path(b))[-1][1]
         runs.append(accuracy([("A kept", kept_a), ("B kept", kept_b)], args.half, replicates=True))
     print(f"{len(runs)} seed pairs on {args.half}: B kept against A kept [95 %]")
+    print_pooled(runs)
+
+
+def print_pooled(runs: list[list[dict]]) -> None:
+    """One line per step: each classifier's mean accuracy and its pooled Δ [95 %]."""
     for row in pooled(runs):
         cells = [
             f"{name}: {e['accuracy']:.3f}"
@@ -214,6 +221,64 @@ def cmd_labelcheck(args: argparse.Namespace) -> None:
         )
 
 
+def as_filtered(run_dir: Path) -> list[Record]:
+    """A run's records as they left the filters: label check, dedup and selection undone."""
+    funnel = json.loads((run_dir / "funnel.json").read_text())
+    early = {r for step in ("parsed", "passed_filters") for r in funnel["rejected_by_step"].get(step, {})}
+    out = []
+    for line in (run_dir / "records.jsonl").read_text().splitlines():
+        r = Record.from_json(line)
+        if r.reasons and r.reasons[0].split(":")[0] in early:
+            continue
+        r.label = r.fields.pop("relabelled_from", r.label)
+        for key in ("label_suggested", "dup_via"):
+            r.fields.pop(key, None)
+        r.status, r.reasons, r.cluster = "kept", [], None
+        r.scores = {k: v for k, v in r.scores.items() if not k.startswith("label_") and k != "quality"}
+        out.append(r)
+    return out
+
+
+def cmd_variants(args: argparse.Namespace) -> None:
+    """Each build's filtered records through the label check (zero-shot signal left out: it needs
+    the model), dedup and a by-id quota selection, as the build does, once per variant."""
+    from textsynth.embed import TextEmbedder
+    from textsynth.quality.chain import select_quota
+    from textsynth.quality.dedup import Dedup
+    from textsynth.quality.labelcheck import LabelCheck
+
+    variants = {
+        "as built": {},
+        "no description signal": {"description_weight": 0.0},
+        "no classifier": {"classifier": False},
+        "no relabelling": {"relabel": False},
+        "no label check": {"enabled": False},
+    }
+    embedder, runs = TextEmbedder(), []
+    for run_dir in map(Path, args.runs):
+        pipeline = recorded(run_dir)
+        quotas = json.loads((run_dir / "summary.json").read_text())["planned_labels"]
+        stages = steps(run_dir)[:1]  # all generated
+        for name, update in variants.items():
+            records = as_filtered(run_dir)
+            config = pipeline.quality.label_check.model_copy(update=update | {"zero_shot": False})
+            if config.enabled:
+                LabelCheck(pipeline, config, None, embedder, pipeline.seed).run(records)
+            Dedup(pipeline.quality.dedup, embedder).run(records)
+            select_quota(records, quotas, ranked=False)
+            pairs = [(r.text or "", r.label) for r in records if r.status == "kept"]
+            pairs = [(t, lab) for t, lab in pairs if lab in LABELS.values()]
+            stages.append((name, ([t for t, _ in pairs], [lab for _, lab in pairs])))
+        runs.append(accuracy(stages, args.half, replicates=True))
+    print(f"{len(runs)} builds on {args.half}: kept rows per label-check variant, Δ vs all generated [95 %]")
+    print_pooled(runs)
+
+
+def recorded(run_dir: Path) -> Pipeline:
+    """The pipeline a run was built with (its manifest)."""
+    return Pipeline.model_validate(json.loads((run_dir / "manifest.json").read_text())["config"])
+
+
 def cmd_filters(args: argparse.Namespace) -> None:
     from textsynth.quality.filters import build_filters
 
@@ -255,10 +320,13 @@ def main() -> None:
     lc = sub.add_parser("labelcheck")
     lc.add_argument("--half", **half)
     lc.add_argument("--seed", type=int, default=0)
+    va = sub.add_parser("variants")
+    va.add_argument("runs", nargs="+")
+    va.add_argument("--half", **half)
     sub.add_parser("filters")
     args = parser.parse_args()
     commands = {"build": cmd_build, "evaluate": cmd_evaluate, "pool": cmd_pool, "arms": cmd_arms}
-    commands |= {"labelcheck": cmd_labelcheck, "filters": cmd_filters}
+    commands |= {"labelcheck": cmd_labelcheck, "filters": cmd_filters, "variants": cmd_variants}
     commands[args.command](args)
 
 
