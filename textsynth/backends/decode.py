@@ -2,14 +2,16 @@
 
 What `model.generate` leaves on the table on a CPU, and what this loop does instead:
 - rows that ended keep being computed until the whole batch ends → finished rows are dropped
-  from the KV cache and their slots refilled from the queue, so (almost) no step is wasted;
+  from the KV cache and their slots refilled from the queue, so (almost) no step is wasted; a
+  drop moves the last rows into the freed slots and a refill writes the new rows once into a
+  buffer with spare columns, so neither copies the whole cache;
 - every prompt recomputes the shared system prompt and template head → the longest common
   token prefix of all prompts is run once and its KV cache is copied to each new row;
 - sampling sorts the whole vocabulary → top-k first, then top-p, then seeded Gumbel-max
   (sampling.py), which also makes each row's sample independent of its batch.
 
 Classifier-free guidance (Sanchez et al., 2023): an item may carry a second prompt (the same
-request naming another label). Its row sits right after its primary, receives the primary's
+request naming another label). Its row is its primary's `partner`, receives the primary's
 tokens, and ends with it (or leaves after `guidance_tokens`); the primary samples from
 other + γ·(own − other) in log-probs.
 
@@ -45,6 +47,7 @@ class Row:
     seed: int
     tokens: list[int]
     guide: bool = False  # a guidance row: follows its primary, never sampled itself
+    partner: Row | None = None  # a primary's guidance row, while they decode together
     grammar: RowGrammar | None = None  # constrains what this (primary) row may sample
     target: int | None = None  # words after which the length push starts (primary rows)
     words: int = 0  # words sampled so far, counted when a length push is on
@@ -135,9 +138,38 @@ class SlackLayer(DynamicLayer):
         out[:, :, : self.length] = buffer[:, :, : self.length]
         return out
 
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self._k is not None and self._v is not None:
-            self._k, self._v = self._k[indices], self._v[indices]
+    def start(self, keys: torch.Tensor, values: torch.Tensor, rows: int, room: int) -> None:
+        """Begin `rows` rows that share the prefix `keys`/`values` (1, heads, length, dim), with
+        `room` spare columns for what follows: the prefix is copied once, into place."""
+        self.lazy_initialization(keys, values)
+        heads, length, dim = keys.shape[1:]
+        self._k = keys.new_empty(rows, heads, length + room, dim)
+        self._v = values.new_empty(rows, heads, length + room, dim)
+        self._k[:, :, :length] = keys
+        self._v[:, :, :length] = values
+        self.length = length
+
+    def move_rows(self, sources: list[int], targets: list[int], rows: int) -> None:
+        """Copy rows `sources` into slots `targets`, then keep the first `rows` rows (a view)."""
+        for name in ("_k", "_v"):
+            buffer = getattr(self, name)
+            if sources:
+                buffer[targets] = buffer[sources]
+            setattr(self, name, buffer[:rows])
+
+    def stack(self, other: SlackLayer, width: int) -> None:
+        """Put `other`'s rows below this layer's, both ending at column `width` (the columns
+        before a shorter one's start are zeros, masked), in one new buffer with spare columns."""
+        for name in ("_k", "_v"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            rows, heads, _, dim = mine.shape
+            out = mine.new_empty(rows + theirs.shape[0], heads, width + self.SLACK, dim)
+            for part, start, length in ((mine, 0, self.length), (theirs, rows, other.length)):
+                end = start + part.shape[0]
+                out[start:end, :, : width - length] = 0
+                out[start:end, :, width - length : width] = part[:, :, :length]
+            setattr(self, name, out)
+        self.length = width
 
     def drop_leading(self, columns: int) -> None:
         """Forget the first `columns` positions (padding no remaining row uses)."""
@@ -160,11 +192,7 @@ def _cat_caches(a: Active, b: Active) -> DynamicCache:
     """Join two caches along the batch, left-padding the shorter one with (masked) zeros."""
     width = max(a.attention.shape[1], b.attention.shape[1])
     for la, lb in zip(_layers(a.cache), _layers(b.cache)):
-        for name in ("keys", "values"):
-            ta, tb = getattr(la, name), getattr(lb, name)
-            ta = F.pad(ta, (0, 0, width - ta.shape[2], 0))
-            tb = F.pad(tb, (0, 0, width - tb.shape[2], 0))
-            setattr(la, name, torch.cat([ta, tb], dim=0))
+        la.stack(lb, width)
     return a.cache
 
 
@@ -214,15 +242,15 @@ class DecodeLoop:
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in suffixes], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0) + plen
         cache = _new_cache(self.model.config)
-        for layer_idx, (k, v) in enumerate(prefix):
-            n = len(items)
-            cache.update(
-                k.expand(n, -1, -1, -1).contiguous(), v.expand(n, -1, -1, -1).contiguous(), layer_idx
-            )
+        for layer, (k, v) in zip(_layers(cache), prefix):
+            layer.start(k, v, len(items), width + SlackLayer.SLACK)
         attention = torch.cat([mask.new_ones(len(items), plen), mask], dim=1)
         logits = self._forward(ids, attention, positions, cache)
         flags = guides or [False] * len(items)
         rows = [Row(key, seed, [], guide) for (key, seed, _), guide in zip(items, flags)]
+        for primary, row in zip(rows, rows[1:]):
+            if row.guide:  # a guidance row is prefilled right after its primary
+                primary.partner = row
         return Active(rows, cache, attention, positions[:, -1:] + 1, logits)
 
     def _merge(self, a: Active | None, b: Active) -> Active:
@@ -245,23 +273,35 @@ class DecodeLoop:
         )
 
     @staticmethod
-    def _keep(active: Active, keep: list[int]) -> Active:
-        """Drop ended rows and the leading cache columns that only padding still uses."""
-        index = torch.tensor(keep, device=active.attention.device)
-        active.cache.batch_select_indices(index)
+    def _keep(active: Active, keep: set[int]) -> tuple[Active, list[int]]:
+        """Keep the rows `keep`, and which old row each new slot holds.
+
+        The last kept rows move into the slots of ended ones (the cache copies a few rows, not
+        all of them), then the leading cache columns that only padding still uses are dropped.
+        """
+        rows = len(keep)
+        holes = [i for i in range(rows) if i not in keep]
+        movers = sorted(i for i in keep if i >= rows)
+        order = list(range(rows))
+        for hole, mover in zip(holes, movers):
+            order[hole] = mover
+        for layer in _layers(active.cache):
+            layer.move_rows(movers, holes, rows)
+        index = torch.tensor(order, device=active.attention.device)
         attention = active.attention[index]
         lead = int(attention.any(dim=0).int().argmax())
         if lead:
             attention = attention[:, lead:]
             for layer in _layers(active.cache):
                 layer.drop_leading(lead)
-        return Active(
-            [active.rows[i] for i in keep],
+        kept = Active(
+            [active.rows[i] for i in order],
             active.cache,
             attention,
             active.next_pos[index],
             active.logits[index],
         )
+        return kept, order
 
     @torch.inference_mode()
     def next_logits(self, items: list[Item], all_prompts: list[list[int]]) -> torch.Tensor:
@@ -281,14 +321,14 @@ class DecodeLoop:
         return out.logits
 
     @staticmethod
-    def _guided(active: Active, scale: float) -> tuple[list[int], torch.Tensor]:
-        """Indices of the primary rows and the logits they sample from."""
+    def _guided(active: Active, scale: float, slot: dict[int, int]) -> tuple[list[int], torch.Tensor]:
+        """Indices of the primary rows and the logits they sample from; `slot`: row id → index."""
         primary = [i for i, r in enumerate(active.rows) if not r.guide]
-        partnered = [i for i in primary if i + 1 < len(active.rows) and active.rows[i + 1].guide]
+        partnered = [i for i in primary if active.rows[i].partner is not None]
         if not partnered:
             return primary, active.logits[primary] if len(primary) < len(active.rows) else active.logits
         logp = torch.log_softmax(active.logits.float(), dim=-1)
-        own, other = logp[partnered], logp[[i + 1 for i in partnered]]
+        own, other = logp[partnered], logp[[slot[id(active.rows[i].partner)] for i in partnered]]
         logp[partnered] = other + scale * (own - other)
         return primary, logp[primary]
 
@@ -330,7 +370,8 @@ class DecodeLoop:
                 active = self._merge(active, fresh)
             if active is None:
                 break
-            primary, logits = self._guided(active, params.guidance_scale)
+            slot = {id(r): i for i, r in enumerate(active.rows)}
+            primary, logits = self._guided(active, params.guidance_scale, slot)
             rows = [active.rows[i] for i in primary]
             seeds = np.array([r.seed for r in rows], dtype=np.uint64)
             steps = np.array([len(r.tokens) for r in rows], dtype=np.uint64)
@@ -338,8 +379,7 @@ class DecodeLoop:
             if push is not None:
                 logits = push.apply(logits, rows)
             chosen = sample_next(logits, seeds, steps, params).tolist()
-            keep: list[int] = []
-            token_list: list[int] = []
+            keep: dict[int, int] = {}  # row index → the token it is fed next
             for i, t in zip(primary, chosen):
                 row = active.rows[i]
                 row.tokens.append(t)
@@ -352,19 +392,21 @@ class DecodeLoop:
                     if push.closes(row, t) and len(row.tokens) < params.max_new_tokens:
                         row.tokens.append(push.stop)  # ends here, like a grammar's forced stop
                         t = push.stop
-                partner = i + 1 < len(active.rows) and active.rows[i + 1].guide
                 if t in self.eos_set or len(row.tokens) >= params.max_new_tokens:
                     yield row.key, row.tokens, t in self.eos_set
                     continue
-                paired = partner and len(row.tokens) < horizon
-                keep += [i, i + 1] if paired else [i]
-                token_list += [t, t] if paired else [t]
+                keep[i] = t
+                if row.partner is not None and len(row.tokens) < horizon:
+                    keep[slot[id(row.partner)]] = t
+                else:
+                    row.partner = None
             if not keep:
                 active = None
                 continue
+            order = list(range(len(active.rows)))
             if len(keep) < len(active.rows):
-                active = self._keep(active, keep)
-            token = torch.tensor(token_list, device=active.logits.device)
+                active, order = self._keep(active, set(keep))
+            token = torch.tensor([keep[i] for i in order], device=active.logits.device)
             active.attention = torch.cat([active.attention, active.attention.new_ones(len(keep), 1)], dim=1)
             active.logits = self._forward(token[:, None], active.attention, active.next_pos, active.cache)
             active.next_pos = active.next_pos + 1
