@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textsynth.config import FilterConfig, Pipeline, load_pipeline
+from textsynth.config import FilterConfig, load_pipeline
 from textsynth.embed import embed
 from textsynth.evidence import SAME_SIZE, pooled, step_accuracy, step_table, survivors
 from textsynth.records import Record
@@ -46,11 +46,13 @@ def steps(run_dir: Path) -> list[tuple[str, tuple[list[str], list[str]]]]:
     """(step, (texts, labels)) of one run's survivors, positive/negative only."""
     records = [Record.from_json(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
     funnel = json.loads((run_dir / "funnel.json").read_text())
-    out = []
-    for step, (texts, labels) in survivors(records, funnel):
-        pairs = [(t, lab) for t, lab in zip(texts, labels) if lab in ("positive", "negative")]
-        out.append((step, ([t for t, _ in pairs], [lab for _, lab in pairs])))
-    return out
+    return [(step, polar(texts, labels)) for step, (texts, labels) in survivors(records, funnel)]
+
+
+def polar(texts: list[str], labels: list[str]) -> tuple[list[str], list[str]]:
+    """The positive and negative texts with their labels: the real halves have no neutral."""
+    pairs = [(t, lab) for t, lab in zip(texts, labels) if lab in LABELS.values()]
+    return [t for t, _ in pairs], [lab for _, lab in pairs]
 
 
 def accuracy(stages: list, half: str, seed: int = 0, replicates: bool = False) -> list[dict]:
@@ -243,6 +245,7 @@ def cmd_variants(args: argparse.Namespace) -> None:
     """Each build's filtered records through the label check (zero-shot signal left out: it needs
     the model), dedup and a by-id quota selection, as the build does, once per variant."""
     from textsynth.embed import TextEmbedder
+    from textsynth.pipeline import open_run, recorded_pipeline
     from textsynth.quality.chain import select_quota
     from textsynth.quality.dedup import Dedup
     from textsynth.quality.labelcheck import LabelCheck
@@ -256,7 +259,7 @@ def cmd_variants(args: argparse.Namespace) -> None:
     }
     embedder, runs = TextEmbedder(), []
     for run_dir in map(Path, args.runs):
-        pipeline = recorded(run_dir)
+        pipeline = recorded_pipeline(*open_run(run_dir, "rerun"))
         quotas = json.loads((run_dir / "summary.json").read_text())["planned_labels"]
         stages = steps(run_dir)[:1]  # all generated
         for name, update in variants.items():
@@ -266,17 +269,11 @@ def cmd_variants(args: argparse.Namespace) -> None:
                 LabelCheck(pipeline, config, None, embedder, pipeline.seed).run(records)
             Dedup(pipeline.quality.dedup, embedder).run(records)
             select_quota(records, quotas, ranked=False)
-            pairs = [(r.text or "", r.label) for r in records if r.status == "kept"]
-            pairs = [(t, lab) for t, lab in pairs if lab in LABELS.values()]
-            stages.append((name, ([t for t, _ in pairs], [lab for _, lab in pairs])))
+            kept = [r for r in records if r.status == "kept"]
+            stages.append((name, polar([r.text or "" for r in kept], [r.label for r in kept])))
         runs.append(accuracy(stages, args.half, replicates=True))
     print(f"{len(runs)} builds on {args.half}: kept rows per label-check variant, Δ vs all generated [95 %]")
     print_pooled(runs)
-
-
-def recorded(run_dir: Path) -> Pipeline:
-    """The pipeline a run was built with (its manifest)."""
-    return Pipeline.model_validate(json.loads((run_dir / "manifest.json").read_text())["config"])
 
 
 def cmd_filters(args: argparse.Namespace) -> None:

@@ -188,14 +188,6 @@ def _layers(cache: DynamicCache) -> list:
     return list(cache.layers)
 
 
-def _cat_caches(a: Active, b: Active) -> DynamicCache:
-    """Join two caches along the batch, left-padding the shorter one with (masked) zeros."""
-    width = max(a.attention.shape[1], b.attention.shape[1])
-    for la, lb in zip(_layers(a.cache), _layers(b.cache)):
-        la.stack(lb, width)
-    return a.cache
-
-
 class DecodeLoop:
     """Generates completions for many prompts with at most `batch_size` rows at a time."""
 
@@ -260,7 +252,8 @@ class DecodeLoop:
         if a is None:
             return b
         width = max(a.attention.shape[1], b.attention.shape[1])
-        cache = _cat_caches(a, b)
+        for la, lb in zip(_layers(a.cache), _layers(b.cache)):
+            la.stack(lb, width)  # b's rows below a's, the shorter left-padded with masked zeros
         attention = torch.cat(
             [
                 F.pad(a.attention, (width - a.attention.shape[1], 0)),
@@ -269,7 +262,7 @@ class DecodeLoop:
         )
         return Active(
             a.rows + b.rows,
-            cache,
+            a.cache,
             attention,
             torch.cat([a.next_pos, b.next_pos]),
             torch.cat([a.logits, b.logits]),
