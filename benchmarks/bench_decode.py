@@ -1,0 +1,103 @@
+"""The decode loop against an earlier revision of itself, or at other refill thresholds, in one process.
+
+The shipped sentiment pipeline's first `--n` planned requests (its own templates, seeds and
+guidance) are generated on the embedded model by each variant in turn, `--rounds` times, so that
+the machine's drift falls on every variant alike. Prints each variant's wall seconds per round,
+their median, and the median's ratio to the first variant's.
+
+    python benchmarks/bench_decode.py --against REV [--n 128] [--rounds 4]
+        (REV's textsynth/backends/decode.py, from git, against the working tree's)
+    python benchmarks/bench_decode.py --refill 8 4 2 [--n 160] [--rounds 3]
+        (start new rows once batch/8, batch/4, batch/2 slots are free)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import textsynth.backends.transformers as transformers_backend
+from textsynth.backends.base import Request
+from textsynth.backends.decode import DecodeLoop
+from textsynth.backends.transformers import TransformersBackend
+from textsynth.pipeline import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def loop_at(revision: str) -> type:
+    """`DecodeLoop` as it was at `revision`, loaded beside the current one."""
+    source = subprocess.run(
+        ["git", "-C", str(ROOT), "show", f"{revision}:textsynth/backends/decode.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "decode_then.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("decode_then", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["decode_then"] = module  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)
+    return module.DecodeLoop
+
+
+def refilling_at(divisor: int) -> type:
+    """`DecodeLoop` that starts new rows once batch/`divisor` slots are free."""
+
+    class Loop(DecodeLoop):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            self.refill_at = max(1, self.batch_size // divisor)
+
+    return Loop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--against", metavar="REV", help="a git revision whose decode loop to run first")
+    which.add_argument("--refill", type=int, nargs="+", metavar="DIVISOR", help="batch divisors to compare")
+    parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    variants: dict[str, Callable[[], type]] = (
+        {f"decode loop at {args.against}": lambda: loop_at(args.against), "working tree": lambda: DecodeLoop}
+        if args.against
+        else {f"refill at batch/{d}": (lambda d=d: refilling_at(d)) for d in args.refill}
+    )
+    loops = {name: make() for name, make in variants.items()}
+    prep = prepare(ROOT / "pipelines" / "sentiment.yaml", n=args.n)
+    params = prep.pipeline.generation
+    negative = prep.templates.render_negative
+    requests = [Request(ex.id, prep.messages[ex.id], ex.seed, negative(ex)) for ex in prep.planned]
+    backend = TransformersBackend(prep.pipeline.model)
+    list(backend.generate(requests[:4], params))  # warm-up
+    seconds: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(args.rounds):
+        for name, loop in loops.items():
+            transformers_backend.DecodeLoop = loop  # type: ignore[misc]
+            start = time.perf_counter()
+            done = list(backend.generate(requests, params))
+            seconds[name].append(time.perf_counter() - start)
+            print(f"{name}: {seconds[name][-1]:.2f} s, {sum(c.tokens for c in done)} tokens", flush=True)
+    first = statistics.median(next(iter(seconds.values())))
+    print(f"\n{args.n} guided requests, batch {backend.batch_size}, {args.rounds} rounds")
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        rounds = " / ".join(f"{v:.1f}" for v in values)
+        print(f"{name:28s} {rounds}  median {median:.2f} s  {first / median:.3f}x the first")
+
+
+if __name__ == "__main__":
+    main()
