@@ -24,6 +24,7 @@ after the row ended. Models are loaded and warmed up before any timing.
     python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
     python benchmarks/bench_generate.py --default-build [--baseline-subset 6]
     python benchmarks/bench_generate.py --llama-server PATH [--n 64] [--slots 16]
+    python benchmarks/bench_generate.py --paired 4 [--n 64] [--batch 64]
 
 --default-build times what a user of the README waits for: `pipelines/sentiment.yaml` as shipped
 (n = 60, its top-up rounds, the quality stage, export, the model load included), in kept
@@ -32,6 +33,10 @@ examples per second against the one-at-a-time pipeline baseline in the same proc
 --llama-server starts llama.cpp's server (the binary at PATH) on the embedded GGUF with
 `--slots` parallel slots and continuous batching, sends the same prompts with the same sampling
 parameters from as many client threads, and runs the textsynth backend (bf16) beside it.
+
+--paired R runs plain `generate` (bf16) and the textsynth backend in turn, R rounds each, and
+prints every round's ratio and the median's: on a shared machine one run of each can drift by
+±10 % between them, and alternation puts the drift on both.
 """
 
 from __future__ import annotations
@@ -498,6 +503,29 @@ def server_compare(binary: Path, n: int, batch: int, slots: int) -> tuple[list[R
     }
 
 
+def paired(n: int, batch: int, rounds: int) -> tuple[list[Row], dict[str, float]]:
+    """Plain `generate` and the backend in turn, `rounds` times; the median round of each."""
+    bf16 = load("bfloat16")
+    unpacked = load_unpacked(bf16)
+    backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
+    prompts, warm = make_prompts(n), GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
+    requests = make_requests(prompts)
+    run_plain_generate(unpacked, backend, prompts[:2], warm, batch)
+    run_backend(backend, requests[:2], warm)
+    note = f"bf16, batch {batch}, median of {rounds}"
+    plain: list[Row] = []
+    ours: list[Row] = []
+    for round_no in range(1, rounds + 1):
+        torch.manual_seed(SEED)
+        tokens, wall = run_plain_generate(unpacked, backend, prompts, PARAMS, batch)
+        plain.append(Row("plain_generate_bf16", n, tokens, wall, note))
+        examples, tokens, wall = run_backend(backend, requests, PARAMS)
+        ours.append(Row("textsynth_backend", examples, tokens, wall, note))
+        log(f"round {round_no}: backend {ours[-1].tokens_per_s / plain[-1].tokens_per_s:.2f}x plain generate")
+    rows = [sorted(runs, key=lambda r: r.wall_s)[rounds // 2] for runs in (plain, ours)]
+    return rows, compute_ratios({row.name: row for row in rows})
+
+
 def default_build(subset: int) -> tuple[list[Row], dict[str, float]]:
     """The README's build, everything included, against the one-at-a-time baseline."""
     fp32 = load("float32")
@@ -550,6 +578,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scaling", action="store_true", help="only textsynth_backend over N × batch")
     parser.add_argument("--default-build", action="store_true", help="the README build against the baseline")
     parser.add_argument("--llama-server", type=Path, metavar="PATH", help="llama-server binary")
+    parser.add_argument("--paired", type=int, metavar="R", help="plain generate, backend: R rounds")
     parser.add_argument("--slots", type=int, default=16, help="llama-server parallel slots (default 16)")
     parser.add_argument(
         "--skip",
@@ -584,6 +613,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         if args.default_build:
             (rows, ratios), notes = default_build(args.baseline_subset), []
+        elif args.paired:
+            (rows, ratios), notes = paired(args.n, args.batch, args.paired), []
         elif args.llama_server:
             (rows, ratios), notes = server_compare(args.llama_server, args.n, args.batch, args.slots), []
         else:
