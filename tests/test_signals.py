@@ -57,7 +57,9 @@ def _complete_lines(out: Path) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+# During generation the three signals share one handler (generate.StopFlag.SIGNALS), so two are
+# sent here; SIGTERM is sent after generation by the next test, where the command's handler takes it.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
 def test_signal_during_generation_saves_and_resumes_without_drift(read_only_greedy, reference, tmp_path, sig):
     out = tmp_path / "run"
     code, stderr = _signalled_build(read_only_greedy, out, "mid_shard:5", sig)
