@@ -11,8 +11,9 @@ read only with --half confirm.tsv, to check a decision once it is made. Subcomma
   arms      kept rows of two configurations built with the same seeds, paired, pooled
   labelcheck  the label check on real sentences with 10 % of labels flipped: precision and
             recall of what it flags, per signal combination
-  variants  the label check rerun with other settings on stored builds (no generation): each
-            variant's kept rows against all generated, paired by build and pooled
+  variants  the label check rerun with other settings, or the quota keeping other extras, on
+            stored builds (no generation): each variant's kept rows against all generated,
+            paired by build and pooled
   filters   what the default filters reject among the 1,000 real Yelp sentences, and why
 
 Example: python benchmarks/dev_protocol.py build --pipeline sentiment --n 300 --gamma 1 2
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -241,6 +243,14 @@ def as_filtered(run_dir: Path) -> list[Record]:
     return out
 
 
+def select_ordered(records: list[Record], quotas: dict[str, int], order: Callable[[Record], object]) -> None:
+    """The quota selection, keeping each label's first texts by `order` instead of by id."""
+    for label, want in quotas.items():
+        kept = sorted((r for r in records if r.status == "kept" and r.label == label), key=order)
+        for r in kept[want:]:
+            r.reject("over_quota")
+
+
 def cmd_variants(args: argparse.Namespace) -> None:
     """Each build's filtered records through the label check (zero-shot signal left out: it needs
     the model), dedup and a by-id quota selection, as the build does, once per variant."""
@@ -250,25 +260,30 @@ def cmd_variants(args: argparse.Namespace) -> None:
     from textsynth.quality.dedup import Dedup
     from textsynth.quality.labelcheck import LabelCheck
 
-    variants = {
-        "as built": {},
-        "no description signal": {"description_weight": 0.0},
-        "no classifier": {"classifier": False},
-        "no relabelling": {"relabel": False},
-        "no label check": {"enabled": False},
+    variants: dict[str, tuple[dict, Callable[[Record], object] | None]] = {
+        "as built": ({}, None),
+        "no description signal": ({"description_weight": 0.0}, None),
+        "no classifier": ({"classifier": False}, None),
+        "no relabelling": ({"relabel": False}, None),
+        "no label check": ({"enabled": False}, None),
+        # which extras the quota drops: by id (as built), or the label check's surest texts first
+        "quota keeps the least sure": ({}, lambda r: r.scores.get("label_confidence", 1.0)),
     }
     embedder, runs = TextEmbedder(), []
     for run_dir in map(Path, args.runs):
         pipeline = recorded_pipeline(*open_run(run_dir, "rerun"))
         quotas = json.loads((run_dir / "summary.json").read_text())["planned_labels"]
         stages = steps(run_dir)[:1]  # all generated
-        for name, update in variants.items():
+        for name, (update, order) in variants.items():
             records = as_filtered(run_dir)
             config = pipeline.quality.label_check.model_copy(update=update | {"zero_shot": False})
             if config.enabled:
                 LabelCheck(pipeline, config, None, embedder, pipeline.seed).run(records)
             Dedup(pipeline.quality.dedup, embedder).run(records)
-            select_quota(records, quotas, ranked=False)
+            if order is None:
+                select_quota(records, quotas, ranked=False)
+            else:
+                select_ordered(records, quotas, order)
             kept = [r for r in records if r.status == "kept"]
             stages.append((name, polar([r.text or "" for r in kept], [r.label for r in kept])))
         runs.append(accuracy(stages, args.half, replicates=True))
