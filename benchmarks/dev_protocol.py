@@ -253,7 +253,8 @@ def select_ordered(records: list[Record], quotas: dict[str, int], order: Callabl
 
 def cmd_variants(args: argparse.Namespace) -> None:
     """Each build's filtered records through the label check (zero-shot signal left out: it needs
-    the model), dedup and a by-id quota selection, as the build does, once per variant."""
+    the model), dedup and the quota selection (by id, as the build does, unless the variant
+    orders it), once per variant."""
     from textsynth.embed import TextEmbedder
     from textsynth.pipeline import open_run, recorded_pipeline
     from textsynth.quality.chain import select_quota
@@ -267,7 +268,7 @@ def cmd_variants(args: argparse.Namespace) -> None:
         "no relabelling": ({"relabel": False}, None),
         "no label check": ({"enabled": False}, None),
         # which extras the quota drops: by id (as built), or the label check's surest texts first
-        "quota keeps the least sure": ({}, lambda r: r.scores.get("label_confidence", 1.0)),
+        "quota keeps the least sure": ({}, lambda r: (r.scores.get("label_confidence", 1.0), r.id)),
     }
     embedder, runs = TextEmbedder(), []
     for run_dir in map(Path, args.runs):
