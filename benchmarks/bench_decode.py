@@ -1,9 +1,10 @@
 """The decode loop against an earlier revision of itself, or at other refill thresholds, in one process.
 
 The shipped sentiment pipeline's first `--n` planned requests (its own templates, seeds and
-guidance) are generated on the embedded model by each variant in turn, `--rounds` times, so that
-the machine's drift falls on every variant alike. Prints each variant's wall seconds per round,
-their median, and the median's ratio to the first variant's.
+guidance) are generated on the embedded model by each variant in turn, `--rounds` times, the
+order reversed every other round, so that the machine's drift falls on every variant alike.
+Prints each variant's wall seconds per round, their median, and the median's ratio to the first
+variant's.
 
     python benchmarks/bench_decode.py --against REV [--n 128] [--rounds 4]
         (REV's textsynth/backends/decode.py, from git, against the working tree's)
@@ -84,8 +85,9 @@ def main() -> None:
     backend = TransformersBackend(prep.pipeline.model)
     list(backend.generate(requests[:4], params))  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in loops}
-    for _ in range(args.rounds):
-        for name, loop in loops.items():
+    for round_no in range(args.rounds):
+        order = list(loops.items())
+        for name, loop in order if round_no % 2 == 0 else order[::-1]:  # ABBA: drift falls on both
             transformers_backend.DecodeLoop = loop  # type: ignore[misc]
             start = time.perf_counter()
             done = list(backend.generate(requests, params))

@@ -34,9 +34,10 @@ examples per second against the one-at-a-time pipeline baseline in the same proc
 `--slots` parallel slots and continuous batching, sends the same prompts with the same sampling
 parameters from as many client threads, and runs the textsynth backend (bf16) beside it.
 
---paired R runs plain `generate` (bf16) and the textsynth backend in turn, R rounds each, and
-prints every round's ratio and the median's: on a shared machine one run of each can drift by
-±10 % between them, and alternation puts the drift on both.
+--paired R runs plain `generate` (bf16) and the textsynth backend in turn, R rounds each, the
+order swapped every round (ABBA), and prints every round's ratio and the median's: on a shared
+machine one run of each can drift by ±10 % between them, and a steady drift would favour
+whichever always ran first.
 """
 
 from __future__ import annotations
@@ -515,12 +516,19 @@ def paired(n: int, batch: int, rounds: int) -> tuple[list[Row], dict[str, float]
     note = f"bf16, batch {batch}, median of {rounds}"
     plain: list[Row] = []
     ours: list[Row] = []
-    for round_no in range(1, rounds + 1):
+
+    def run_plain() -> None:
         torch.manual_seed(SEED)
         tokens, wall = run_plain_generate(unpacked, backend, prompts, PARAMS, batch)
         plain.append(Row("plain_generate_bf16", n, tokens, wall, note))
+
+    def run_ours() -> None:
         examples, tokens, wall = run_backend(backend, requests, PARAMS)
         ours.append(Row("textsynth_backend", examples, tokens, wall, note))
+
+    for round_no in range(1, rounds + 1):
+        for run in (run_plain, run_ours) if round_no % 2 else (run_ours, run_plain):  # ABBA
+            run()
         log(f"round {round_no}: backend {ours[-1].tokens_per_s / plain[-1].tokens_per_s:.2f}x plain generate")
     rows = [sorted(runs, key=lambda r: r.wall_s)[rounds // 2] for runs in (plain, ours)]
     return rows, compute_ratios({row.name: row for row in rows})

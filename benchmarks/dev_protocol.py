@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -243,30 +242,22 @@ def as_filtered(run_dir: Path) -> list[Record]:
     return out
 
 
-def select_ordered(records: list[Record], quotas: dict[str, int], order: Callable[[Record], object]) -> None:
-    """The quota selection, keeping each label's first texts by `order` instead of by id."""
-    for label, want in quotas.items():
-        kept = sorted((r for r in records if r.status == "kept" and r.label == label), key=order)
-        for r in kept[want:]:
-            r.reject("over_quota")
-
-
 def cmd_variants(args: argparse.Namespace) -> None:
     """Each build's filtered records through the label check (zero-shot signal left out: it needs
     the model), dedup and the quota selection (by id, as the build does, unless the variant
     orders it), once per variant."""
     from textsynth.embed import TextEmbedder
     from textsynth.pipeline import open_run, recorded_pipeline
-    from textsynth.quality.chain import select_quota
+    from textsynth.quality.chain import Order, by_id, select_quota
     from textsynth.quality.dedup import Dedup
     from textsynth.quality.labelcheck import LabelCheck
 
-    variants: dict[str, tuple[dict, Callable[[Record], object] | None]] = {
-        "as built": ({}, None),
-        "no description signal": ({"description_weight": 0.0}, None),
-        "no classifier": ({"classifier": False}, None),
-        "no relabelling": ({"relabel": False}, None),
-        "no label check": ({"enabled": False}, None),
+    variants: dict[str, tuple[dict, Order]] = {
+        "as built": ({}, by_id),
+        "no description signal": ({"description_weight": 0.0}, by_id),
+        "no classifier": ({"classifier": False}, by_id),
+        "no relabelling": ({"relabel": False}, by_id),
+        "no label check": ({"enabled": False}, by_id),
         # which extras the quota drops: by id (as built), or the label check's surest texts first
         "quota keeps the least sure": ({}, lambda r: (r.scores.get("label_confidence", 1.0), r.id)),
     }
@@ -281,10 +272,7 @@ def cmd_variants(args: argparse.Namespace) -> None:
             if config.enabled:
                 LabelCheck(pipeline, config, None, embedder, pipeline.seed).run(records)
             Dedup(pipeline.quality.dedup, embedder).run(records)
-            if order is None:
-                select_quota(records, quotas, ranked=False)
-            else:
-                select_ordered(records, quotas, order)
+            select_quota(records, quotas, order)
             kept = [r for r in records if r.status == "kept"]
             stages.append((name, polar([r.text or "" for r in kept], [r.label for r in kept])))
         runs.append(accuracy(stages, args.half, replicates=True))

@@ -9,13 +9,14 @@ from __future__ import annotations
 import copy
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from textsynth.config import Pipeline
 from textsynth.funnel import Funnel
 from textsynth.quality.base import Stage
-from textsynth.quality.dedup import Dedup, quality_order
+from textsynth.quality.dedup import Dedup, quality_rank
 from textsynth.quality.filters import JudgeFilter, build_filters
 from textsynth.quality.labelcheck import LabelCheck, Scorer
 from textsynth.quality.privacy import Privacy
@@ -24,20 +25,28 @@ from textsynth.records import Record
 Embedder = Callable[[list[str]], np.ndarray]
 
 
-def select_quota(records: list[Record], quotas: dict[str, int], ranked: bool) -> None:
+def by_id(record: Record) -> str:
+    """The quota's order without a judge: ids are hashes, so this is a seeded random choice."""
+    return record.id
+
+
+Order = Callable[[Record], Any]  # a sort key: the quota keeps each label's first records by it
+
+
+def select_quota(records: list[Record], quotas: dict[str, int], order: Order) -> None:
     """Keep at most each label's planned count (plan-ahead and top-up may overshoot).
 
-    `ranked` keeps the best-judged first. Without a judge the extras are dropped by id (a hash,
-    so a seeded random choice): keeping the label check's most confident texts trains worse
-    classifiers on real data (it drops the informative hard cases; benchmarks/RESULTS.md).
+    With a judge the build keeps the best-judged first (`quality_rank`); without one it drops the
+    extras `by_id`: keeping the label check's most confident texts trains worse classifiers on
+    real data (it drops the informative hard cases), and keeping its least confident ones costs
+    restaurant_reviews' TF-IDF classifier (benchmarks/RESULTS.md).
     """
     by_label: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         if r.status == "kept":
             by_label[r.label].append(r)
     for label, kept in by_label.items():
-        order = quality_order(kept) if ranked else sorted(kept, key=lambda r: r.id)
-        for r in order[quotas.get(label, 0) :]:
+        for r in sorted(kept, key=order)[quotas.get(label, 0) :]:
             r.reject("over_quota")
 
 
@@ -79,7 +88,8 @@ def run_quality(
         funnel.snapshot(step, records)
         funnel.record_reasons(step, reasons)
     before = Counter(r.id for r in records if r.status == "kept")
-    select_quota(records, quotas, ranked=any(s.judge is not None for s in pipeline.steps))
+    judged = any(s.judge is not None for s in pipeline.steps)
+    select_quota(records, quotas, quality_rank if judged else by_id)
     funnel.snapshot("selected", records)
     funnel.record_reasons("selected", Counter({"over_quota": len(before) - funnel.total["selected"]}))
     return records, funnel, stages

@@ -40,9 +40,13 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
+def quality_rank(record: Record) -> tuple[float, str]:
+    """Sort key, best first: label confidence / judge score descending, then id for determinism."""
+    return -record.scores.get("quality", 0.0), record.id
+
+
 def quality_order(records: list[Record]) -> list[Record]:
-    """Best first: label confidence / judge score descending, then id for determinism."""
-    return sorted(records, key=lambda r: (-r.scores.get("quality", 0.0), r.id))
+    return sorted(records, key=quality_rank)
 
 
 class Dedup(Stage):
