@@ -19,12 +19,12 @@ parameters for every method:
 Generated tokens are counted per row up to and including its EOS, never padding or steps taken
 after the row ended. Models are loaded and warmed up before any timing.
 
-    python benchmarks/bench_generate.py --n 64 [--batch 64] [--baseline-subset 6] [--json out.json]
+    python benchmarks/bench_generate.py --n 64 [--batch 128] [--baseline-subset 6] [--json out.json]
         [--skip llama_cpp textsynth_end_to_end]
     python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
     python benchmarks/bench_generate.py --default-build [--baseline-subset 6]
     python benchmarks/bench_generate.py --llama-server PATH [--n 64] [--slots 16]
-    python benchmarks/bench_generate.py --paired 4 [--n 64] [--batch 64]
+    python benchmarks/bench_generate.py --paired 4 [--n 256] [--batch 128]
 
 --default-build times what a user of the README waits for: `pipelines/sentiment.yaml` as shipped
 (n = 60, its top-up rounds, the quality stage, export, the model load included), in kept
@@ -578,7 +578,9 @@ def scaling(ns: Sequence[int], batches: Sequence[int]) -> list[Row]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64, help="prompts per method (default 64)")
-    parser.add_argument("--batch", type=int, default=64, help="batch size for batched methods (default 64)")
+    parser.add_argument(
+        "--batch", type=int, default=ModelConfig().batch_size, help="rows per batch (default: the shipped size)"
+    )
     parser.add_argument(
         "--baseline-subset", type=int, default=6, help="prompts the slow pipeline baseline runs (default 6)"
     )

@@ -181,7 +181,7 @@ CASES: dict[str, tuple[Setup, str]] = {
     # config
     "malformed_yaml": (_yaml("seed: 7", "seed: [7"), "malformed YAML"),
     "unknown_top_field": (_yaml("seed: 7", "seed: 7\nsed: 8"), "sed: Extra inputs are not permitted"),
-    "unknown_nested_field": (_yaml("  batch_size: 64", "  batchsize: 64"), "model.batchsize"),
+    "unknown_nested_field": (_yaml("  batch_size: 128", "  batchsize: 128"), "model.batchsize"),
     "wrong_type": (_yaml("seed: 7", "seed: seven"), "seed: Input should be a valid integer"),
     "labels_not_a_list": (_yaml("labels:\n", "labels: positive\nold_labels:\n"), "labels"),
     "duplicate_labels": (_yaml("  - name: negative", "  - name: positive"), "duplicate label 'positive'"),

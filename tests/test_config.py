@@ -32,7 +32,7 @@ def test_shipped_pipelines_validate():
 
 
 def test_unknown_field_names_its_line(project):
-    path = _edit(project, "  batch_size: 64", "  batch_size: 64\n  batchsize: 8")
+    path = _edit(project, "  batch_size: 128", "  batch_size: 128\n  batchsize: 8")
     with pytest.raises(ConfigError) as err:
         load_pipeline(path)
     msg = str(err.value)
@@ -108,7 +108,7 @@ def _validate(path) -> subprocess.CompletedProcess:
     "old, new, key",
     [
         ("seed: 7", "seed: 7\nseed: 8", "seed"),  # a repeated scalar
-        ("  batch_size: 64", "  batch_size: 64\n  batch_size: 8", "batch_size"),  # nested
+        ("  batch_size: 128", "  batch_size: 128\n  batch_size: 8", "batch_size"),  # nested
         (
             "taxonomy:\n",
             "labels:\n  - {name: a, description: A}\n  - {name: b, description: B}\ntaxonomy:\n",

@@ -205,11 +205,16 @@ class Drift:
         return bool(self.changed or self.new or self.dropped)
 
 
+# Requests in a plan-ahead probe at most: enough to estimate each label's losses, and the size
+# the loss weights below were calibrated on. Not the batch size, which only sets decode speed.
+PROBE_REQUESTS = 64
+
+
 def _probe(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedExample]:
-    """The first requests of every label, about one batch in all (none for small builds)."""
+    """The first requests of every label, up to `PROBE_REQUESTS` in all (none for small builds)."""
     if not pipeline.quality.plan_ahead or len(planned) < 32:
         return []
-    per_label = max(1, min(len(planned) // 2, pipeline.model.batch_size) // max(len(pipeline.labels), 1))
+    per_label = max(1, min(len(planned) // 2, PROBE_REQUESTS) // max(len(pipeline.labels), 1))
     taken: Counter[str] = Counter()
     out = []
     for ex in planned:
