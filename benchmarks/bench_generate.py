@@ -579,7 +579,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64, help="prompts per method (default 64)")
     parser.add_argument(
-        "--batch", type=int, default=ModelConfig().batch_size, help="rows per batch (default: the shipped size)"
+        "--batch", type=int, default=ModelConfig().batch_size, help="rows per batch (default: as shipped)"
     )
     parser.add_argument(
         "--baseline-subset", type=int, default=6, help="prompts the slow pipeline baseline runs (default 6)"
