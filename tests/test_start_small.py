@@ -53,7 +53,7 @@ def test_schema_describes_the_pipeline_file(tmp_path):
     assert runner.invoke(app, ["schema", "--out", str(out)]).exit_code == 0
     schema = json.loads(out.read_text())
     assert {"labels", "taxonomy", "steps", "quality"} <= set(schema["properties"])
-    assert "Rows decoded together." in out.read_text()
+    assert "Rows decoded together;" in out.read_text()
 
 
 def test_preview_generates_and_exports_nothing(tmp_path, monkeypatch):

@@ -197,7 +197,12 @@ class ModelConfig(ConfigBase):
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = Field(
         "auto", description="'auto' = bf16 where the CPU/GPU supports it, else fp32."
     )
-    batch_size: int = Field(128, ge=1, le=4096, description="Rows decoded together.")
+    batch_size: int = Field(
+        128,
+        ge=1,
+        le=4096,
+        description="Rows decoded together; lower it when a large model's KV cache does not fit.",
+    )
     backend: Literal["transformers", "openai", "vllm"] = Field(
         "transformers",
         description="'transformers' (in process), 'openai' (any OpenAI-compatible server) or 'vllm' (GPU).",
