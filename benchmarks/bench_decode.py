@@ -1,15 +1,19 @@
-"""The decode loop against an earlier revision of itself, or at other refill thresholds, in one process.
+"""The decode loop against an earlier revision of itself, or at other refill thresholds or batch
+sizes, in one process.
 
 The shipped sentiment pipeline's first `--n` planned requests (its own templates, seeds and
 guidance) are generated on the embedded model by each variant in turn, `--rounds` times, the
 order reversed every other round, so that the machine's drift falls on every variant alike.
-Prints each variant's wall seconds per round, their median, and the median's ratio to the first
-variant's.
+Prints each variant's wall seconds per round, their median, and the median round's tokens/s as a
+ratio to the first variant's (variants may sample other tokens: bf16 rows batched differently
+differ in the last bits).
 
     python benchmarks/bench_decode.py --against REV [--n 128] [--rounds 4]
         (REV's textsynth/backends/decode.py, from git, against the working tree's)
     python benchmarks/bench_decode.py --refill 8 4 2 [--n 160] [--rounds 3]
         (start new rows once batch/8, batch/4, batch/2 slots are free)
+    python benchmarks/bench_decode.py --batch 64 128 [--n 256] [--rounds 4]
+        (at most 64, then 128 rows in flight)
 """
 
 from __future__ import annotations
@@ -62,6 +66,16 @@ def refilling_at(divisor: int) -> type:
     return Loop
 
 
+def batched(size: int) -> type:
+    """`DecodeLoop` with at most `size` rows in flight, whatever the pipeline sets."""
+
+    class Loop(DecodeLoop):
+        def __init__(self, model: object, eos: object, pad_id: int, batch_size: int, cache_arg: str) -> None:
+            super().__init__(model, eos, pad_id, size, cache_arg)  # type: ignore[arg-type]
+
+    return Loop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -69,6 +83,7 @@ def main() -> None:
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--against", metavar="REV", help="a git revision whose decode loop to run first")
     which.add_argument("--refill", type=int, nargs="+", metavar="DIVISOR", help="batch divisors to compare")
+    which.add_argument("--batch", type=int, nargs="+", metavar="ROWS", help="batch sizes to compare")
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
@@ -76,6 +91,8 @@ def main() -> None:
         {f"decode loop at {args.against}": lambda: loop_at(args.against), "working tree": lambda: DecodeLoop}
         if args.against
         else {f"refill at batch/{d}": (lambda d=d: refilling_at(d)) for d in args.refill}
+        if args.refill
+        else {f"batch {b}": (lambda b=b: batched(b)) for b in args.batch}
     )
     loops = {name: make() for name, make in variants.items()}
     prep = prepare(ROOT / "pipelines" / "sentiment.yaml", n=args.n)
@@ -85,6 +102,7 @@ def main() -> None:
     backend = TransformersBackend(prep.pipeline.model)
     list(backend.generate(requests[:4], params))  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in loops}
+    tokens: dict[str, list[int]] = {name: [] for name in loops}
     for round_no in range(args.rounds):
         order = list(loops.items())
         for name, loop in order if round_no % 2 == 0 else order[::-1]:  # ABBA: drift falls on both
@@ -92,13 +110,17 @@ def main() -> None:
             start = time.perf_counter()
             done = list(backend.generate(requests, params))
             seconds[name].append(time.perf_counter() - start)
-            print(f"{name}: {seconds[name][-1]:.2f} s, {sum(c.tokens for c in done)} tokens", flush=True)
-    first = statistics.median(next(iter(seconds.values())))
-    print(f"\n{args.n} guided requests, batch {backend.batch_size}, {args.rounds} rounds")
+            tokens[name].append(sum(c.tokens for c in done))
+            print(f"{name}: {seconds[name][-1]:.2f} s, {tokens[name][-1]} tokens", flush=True)
+    rates = {name: statistics.median(t / s for t, s in zip(tokens[name], seconds[name])) for name in loops}
+    first = next(iter(rates.values()))
+    print(f"\n{args.n} guided requests, pipeline batch {backend.batch_size}, {args.rounds} rounds")
     for name, values in seconds.items():
-        median = statistics.median(values)
         rounds = " / ".join(f"{v:.1f}" for v in values)
-        print(f"{name:28s} {rounds}  median {median:.2f} s  {first / median:.3f}x the first")
+        print(
+            f"{name:28s} {rounds}  median {statistics.median(values):.2f} s, {rates[name]:.1f} tokens/s"
+            f"  {rates[name] / first:.3f}x the first"
+        )
 
 
 if __name__ == "__main__":

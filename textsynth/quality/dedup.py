@@ -46,6 +46,7 @@ def quality_rank(record: Record) -> tuple[float, str]:
 
 
 def quality_order(records: list[Record]) -> list[Record]:
+    """Records best first (`quality_rank`)."""
     return sorted(records, key=quality_rank)
 
 
