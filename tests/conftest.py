@@ -59,7 +59,7 @@ GREEDY = {
     "n": "12",
     "dtype": "float32",
     "temperature": "0",
-    "max_new_tokens": "24",
+    "max_new_tokens": "16",
     "batch_size": "6",
     "top_up_rounds": "0",
 }
