@@ -15,6 +15,9 @@ read only with --half confirm.tsv, to check a decision once it is made. Subcomma
             stored builds (no generation): each variant's kept rows against all generated,
             paired by build and pooled
   filters   what the default filters reject among the 1,000 real Yelp sentences, and why
+  headroom  what any label-based quality stage could gain on stored builds: an oracle trained on
+            one real half drops every generated text it disagrees with, read on the other half;
+            with the real-data accuracy of random subsets of all generated rows by size
 
 Example: python benchmarks/dev_protocol.py build --pipeline sentiment --n 300 --gamma 1 2
 """
@@ -293,6 +296,44 @@ def cmd_filters(args: argparse.Namespace) -> None:
         print(f"- {r.reasons[0]}: {r.text}")
 
 
+def cmd_headroom(args: argparse.Namespace) -> None:
+    """An oracle bounds what any label-based stage can gain: a classifier trained on the judge half's
+    real labels drops every generated text it disagrees with; accuracy is read on the other half."""
+    from sklearn.linear_model import LogisticRegression
+
+    def fit_score(x: np.ndarray, y: np.ndarray) -> float:
+        return float((LogisticRegression(max_iter=1000).fit(x, y).predict(x_test) == y_test).mean())
+
+    def vectors(split: tuple[list[str], list[str]]) -> tuple[np.ndarray, np.ndarray]:
+        return embed(split[0]), np.array(split[1]) == "positive"
+
+    judge = LogisticRegression(max_iter=1000).fit(*vectors(real(args.judge)))
+    x_test, y_test = vectors(real(args.test))
+    curve: dict[int, list[float]] = {size: [] for size in args.sizes}
+    print(f"judge trained on {args.judge}, accuracy on {args.test} (MiniLM + logistic regression)")
+    print("| run | generated | judge disagrees | accuracy | oracle-cleaned Δ | kept | disagrees | kept Δ |")
+    print("|---|---|---|---|---|---|---|---|")
+    for run_dir in map(Path, args.runs):
+        stages = dict(steps(run_dir))
+        x_gen, y_gen = vectors(stages["generated"])
+        x_kept, y_kept = vectors(stages["exported"])
+        agree = judge.predict(x_gen) == y_gen
+        base = fit_score(x_gen, y_gen)
+        print(
+            f"| {run_dir.name} | {len(y_gen)} | {1 - agree.mean():.3f} | {base:.3f} | "
+            f"{fit_score(x_gen[agree], y_gen[agree]) - base:+.3f} | {len(y_kept)} | "
+            f"{(judge.predict(x_kept) != y_kept).mean():.3f} | {fit_score(x_kept, y_kept) - base:+.3f} |"
+        )
+        for size in args.sizes:
+            for rep in range(args.draws):
+                rows = random.Random(rep).sample(range(len(y_gen)), min(size, len(y_gen)))
+                curve[size].append(fit_score(x_gen[rows], y_gen[rows]))
+    print(f"\nrandom subsets of all generated rows, {args.draws} per run:")
+    print("| rows | accuracy | SE |\n|---|---|---|")
+    for size, accs in curve.items():
+        print(f"| {size} | {np.mean(accs):.4f} | {np.std(accs) / np.sqrt(len(accs)):.4f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -325,9 +366,16 @@ def main() -> None:
     va.add_argument("runs", nargs="+")
     va.add_argument("--half", **half)
     sub.add_parser("filters")
+    hr = sub.add_parser("headroom")
+    hr.add_argument("runs", nargs="+")
+    hr.add_argument("--sizes", type=int, nargs="+", default=[50, 100, 150, 200, 240])
+    hr.add_argument("--draws", type=int, default=8)
+    hr.add_argument("--judge", default="tune.tsv", help="the real half the oracle is trained on")
+    hr.add_argument("--test", default="confirm.tsv", help="the real half accuracy is read on")
     args = parser.parse_args()
     commands = {"build": cmd_build, "evaluate": cmd_evaluate, "pool": cmd_pool, "arms": cmd_arms}
     commands |= {"labelcheck": cmd_labelcheck, "filters": cmd_filters, "variants": cmd_variants}
+    commands["headroom"] = cmd_headroom
     commands[args.command](args)
 
 
