@@ -18,6 +18,9 @@ read only with --half confirm.tsv, to check a decision once it is made. Subcomma
   headroom  what any label-based quality stage could gain on stored builds: an oracle trained on
             one real half drops every generated text it disagrees with, read on the other half;
             with the real-data accuracy of random subsets of all generated rows by size
+  ahead     each stored build's plan-ahead probe replayed (its label check and dedup on the probe
+            alone, in planned order, as the build ran them), what other weights of the probe's
+            label-check losses would have asked ahead, and which labels would then fall short
 
 Example: python benchmarks/dev_protocol.py build --pipeline sentiment --n 300 --gamma 1 2
 """
@@ -334,6 +337,71 @@ def cmd_headroom(args: argparse.Namespace) -> None:
         print(f"| {size} | {np.mean(accs):.4f} | {np.std(accs) / np.sqrt(len(accs)):.4f} |")
 
 
+def loss_rate(records: list[Record], label: str) -> float:
+    """The share of the records planned for `label` that `_loss` counts as lost, as the probe does."""
+    from textsynth.pipeline import PROBE_LABEL_CHECK_WEIGHT, _loss
+
+    mine = [r for r in records if r.fields.get("relabelled_from", r.label) == label]
+    return sum(_loss(r, label, PROBE_LABEL_CHECK_WEIGHT) for r in mine) / max(len(mine), 1)
+
+
+def cmd_ahead(args: argparse.Namespace) -> None:
+    """Under another weight each label keeps that many of the extras the build made, in the order it
+    made them (`_ahead` asks a prefix of the same leaves). Survivors are read from the final
+    statuses; an extra the build never made survives at 0.85."""
+    from textsynth.embed import TextEmbedder
+    from textsynth.pipeline import _ahead, _probe, open_run, prepare, recorded_pipeline
+    from textsynth.quality.dedup import Dedup
+    from textsynth.quality.labelcheck import LabelCheck
+
+    embedder = TextEmbedder()
+    totals = {w: [0, 0] for w in args.weights}  # extras asked, builds with a label short
+    print(
+        "| run | loss rate probe/build | asked ahead | "
+        + " | ".join(f"w = {w}: asked, short" for w in args.weights)
+        + " |"
+    )
+    print("|---|---|---|" + "---|" * len(args.weights))
+    for run_dir in map(Path, args.runs):
+        pipeline = recorded_pipeline(*open_run(run_dir, "replay"))
+        planned = prepare(pipeline, pipeline_path=ROOT / "pipelines" / f"{pipeline.name}.yaml").planned
+        records = [Record.from_json(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
+        filtered = {r.id: r for r in as_filtered(run_dir)}
+        final = {r.id: r for r in records}
+        probe = [filtered.get(ex.id, final[ex.id]) for ex in _probe(planned, pipeline)]
+        LabelCheck(pipeline, pipeline.quality.label_check, None, embedder, pipeline.seed).run(probe)
+        Dedup(pipeline.quality.dedup, embedder).run(probe)
+        summary = json.loads((run_dir / "summary.json").read_text())
+        quotas, built = summary["planned_labels"], summary["planned_ahead"]
+        made = records[len(planned) : len(planned) + built]
+        extras = {
+            label: [r for r in made if r.fields.get("relabelled_from", r.label) == label] for label in quotas
+        }
+        cells = []
+        for weight in args.weights:
+            asked = {label: len(leaves) for label, leaves in _ahead(probe, quotas, weight).items()}
+            mine = records[: len(planned)] + [
+                r for label, rs in extras.items() for r in rs[: asked.get(label, 0)]
+            ]
+            short = {}
+            for label, want in quotas.items():
+                alive = sum(
+                    r.label == label and (r.status == "kept" or r.reasons == ["over_quota"]) for r in mine
+                )
+                never_made = max(0, asked.get(label, 0) - len(extras[label]))
+                if (missing := want - alive - round(0.85 * never_made)) > 0:
+                    short[label] = missing
+            totals[weight][0] += sum(asked.values())
+            totals[weight][1] += bool(short)
+            cells.append(f"{sum(asked.values())} {short or ''}".strip())
+        lost = [r for r in records if r.reasons != ["over_quota"]]
+        rates = " ".join(
+            f"{label[:3]} {loss_rate(probe, label):.2f}/{loss_rate(lost, label):.2f}" for label in quotas
+        )
+        print(f"| {run_dir.parent.name}/{run_dir.name} | {rates} | {built} | " + " | ".join(cells) + " |")
+    print("| all builds | | | " + " | ".join(f"{a} asked, {s} short" for a, s in totals.values()) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -372,10 +440,13 @@ def main() -> None:
     hr.add_argument("--draws", type=int, default=8)
     hr.add_argument("--judge", default="tune.tsv", help="the real half the oracle is trained on")
     hr.add_argument("--test", default="confirm.tsv", help="the real half accuracy is read on")
+    ah = sub.add_parser("ahead")
+    ah.add_argument("runs", nargs="+")
+    ah.add_argument("--weights", type=float, nargs="+", default=[0.8, 0.7, 0.6, 0.5, 0.4])
     args = parser.parse_args()
     commands = {"build": cmd_build, "evaluate": cmd_evaluate, "pool": cmd_pool, "arms": cmd_arms}
     commands |= {"labelcheck": cmd_labelcheck, "filters": cmd_filters, "variants": cmd_variants}
-    commands["headroom"] = cmd_headroom
+    commands |= {"headroom": cmd_headroom, "ahead": cmd_ahead}
     commands[args.command](args)
 
 

@@ -231,13 +231,14 @@ def _probe(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedExa
 PROBE_LABEL_CHECK_WEIGHT = 0.8
 
 
-def _loss(record: Record, label: str) -> float:
-    """How much a probe record planned for `label` counts as lost to it."""
+def _loss(record: Record, label: str, weight: float) -> float:
+    """How much a probe record planned for `label` counts as lost to it (`weight`: a label-check
+    loss)."""
     if record.label != label:  # relabelled by the label check
-        return PROBE_LABEL_CHECK_WEIGHT
+        return weight
     if record.status != "rejected":
         return 0.0
-    return PROBE_LABEL_CHECK_WEIGHT if record.reasons[0] == "label_mismatch" else 1.0
+    return weight if record.reasons[0] == "label_mismatch" else 1.0
 
 
 def _requests_for(want: int, rate: float, spread_sds: float = 1.0) -> int:
@@ -249,7 +250,9 @@ def _requests_for(want: int, rate: float, spread_sds: float = 1.0) -> int:
     return math.ceil(root**2 - 1e-9)
 
 
-def _ahead(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+def _ahead(
+    records: list[Record], quotas: dict[str, int], weight: float = PROBE_LABEL_CHECK_WEIGHT
+) -> dict[str, list[dict[str, str]]]:
     """Extra requests per label for the share of its first records the quality stage lost.
 
     A record counts under the label it was planned for. Each label's loss rate is the mean of its
@@ -258,7 +261,7 @@ def _ahead(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict
     """
     planned_for = [(r.fields.get("relabelled_from", r.label), r) for r in records]
     mine = {label: [r for planned, r in planned_for if planned == label] for label in quotas}
-    losses = {label: [_loss(r, label) for r in rs] for label, rs in mine.items()}
+    losses = {label: [_loss(r, label, weight) for r in rs] for label, rs in mine.items()}
     seen = sum(len(v) for v in losses.values())
     pooled = sum(sum(v) for v in losses.values()) / max(seen, 1)
     out = {}
