@@ -97,8 +97,8 @@ def main() -> None:
     loops = {name: make() for name, make in variants.items()}
     prep = prepare(ROOT / "pipelines" / "sentiment.yaml", n=args.n)
     params = prep.pipeline.generation
-    negative = prep.templates.render_negative
-    requests = [Request(ex.id, prep.messages[ex.id], ex.seed, negative(ex)) for ex in prep.planned]
+    negatives = prep.templates.render_negatives
+    requests = [Request(ex.id, prep.messages[ex.id], ex.seed, negatives(ex)) for ex in prep.planned]
     backend = TransformersBackend(prep.pipeline.model)
     list(backend.generate(requests[:4], params))  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in loops}

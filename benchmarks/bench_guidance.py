@@ -44,7 +44,7 @@ def main() -> None:
         ),
     }
     requests = [
-        Request(ex.id, prep.messages[ex.id], ex.seed, prep.templates.render_negative(ex))
+        Request(ex.id, prep.messages[ex.id], ex.seed, prep.templates.render_negatives(ex))
         for ex in prep.planned
     ]
     backend = TransformersBackend(prep.pipeline.model)

@@ -99,11 +99,16 @@ def cmd_build(args: argparse.Namespace) -> None:
 
     for gamma in args.gamma:
         pipeline = load_pipeline(ROOT / "pipelines" / f"{args.pipeline}.yaml")
-        update = {"guidance_scale": gamma, "guidance_tokens": args.guidance_tokens}
+        update = {
+            "guidance_scale": gamma,
+            "guidance_tokens": args.guidance_tokens,
+            "guidance_labels": args.guidance_labels,
+        }
         if args.length_push is not None:
             update["length_push"] = args.length_push
         pipeline = pipeline.model_copy(update={"generation": pipeline.generation.model_copy(update=update)})
         horizon = f"-t{args.guidance_tokens}" if args.guidance_tokens else ""
+        horizon += f"-l{args.guidance_labels}" if args.guidance_labels else ""
         push = f"-p{args.length_push}" if args.length_push is not None else ""
         out = Path(args.out) / f"{args.pipeline}-n{args.n}-s{args.seed}-g{gamma}{horizon}{push}"
         result = run_build(
@@ -250,26 +255,27 @@ def as_filtered(run_dir: Path) -> list[Record]:
 
 def cmd_variants(args: argparse.Namespace) -> None:
     """Each build's filtered records through the label check (zero-shot signal left out: it needs
-    the model), dedup and the quota selection (by id, as the build does, unless the variant
+    the model), dedup and the quota selection (seeded, as the build does, unless the variant
     orders it), once per variant."""
     from textsynth.embed import TextEmbedder
     from textsynth.pipeline import open_run, recorded_pipeline
-    from textsynth.quality.chain import Order, by_id, select_quota
+    from textsynth.quality.chain import Order, seeded, select_quota
     from textsynth.quality.dedup import Dedup
     from textsynth.quality.labelcheck import LabelCheck
 
-    variants: dict[str, tuple[dict, Order]] = {
-        "as built": ({}, by_id),
-        "no description signal": ({"description_weight": 0.0}, by_id),
-        "no classifier": ({"classifier": False}, by_id),
-        "no relabelling": ({"relabel": False}, by_id),
-        "no label check": ({"enabled": False}, by_id),
-        # which extras the quota drops: by id (as built), or the label check's surest texts first
-        "quota keeps the least sure": ({}, lambda r: (r.scores.get("label_confidence", 1.0), r.id)),
-    }
     embedder, runs = TextEmbedder(), []
     for run_dir in map(Path, args.runs):
         pipeline = recorded_pipeline(*open_run(run_dir, "rerun"))
+        by_seed = seeded(pipeline.seed)
+        variants: dict[str, tuple[dict, Order]] = {
+            "as built": ({}, by_seed),
+            "no description signal": ({"description_weight": 0.0}, by_seed),
+            "no classifier": ({"classifier": False}, by_seed),
+            "no relabelling": ({"relabel": False}, by_seed),
+            "no label check": ({"enabled": False}, by_seed),
+            # which extras the quota drops: seeded (as built), or the label check's surest first
+            "quota keeps the least sure": ({}, lambda r: (r.scores.get("label_confidence", 1.0), r.id)),
+        }
         quotas = json.loads((run_dir / "summary.json").read_text())["planned_labels"]
         stages = steps(run_dir)[:1]  # all generated
         for name, (update, order) in variants.items():
@@ -414,6 +420,7 @@ def main() -> None:
     b.add_argument("--seed", type=int, default=11)
     b.add_argument("--gamma", type=float, nargs="+", default=[1.0])
     b.add_argument("--guidance-tokens", type=int, default=None)
+    b.add_argument("--guidance-labels", type=int, default=None, help="other labels contrasted (default all)")
     b.add_argument("--length-push", type=float, default=None, help="default: the pipeline's")
     b.add_argument("--out", default="runs/dev")
     b.add_argument("--half", **half)

@@ -16,6 +16,7 @@ import yaml
 
 from tests.conftest import ROOT, SENTIMENT, copy_project
 from tests.servers import Flaky, LlamaCppServer, ServeProcess
+from textsynth.backends.openai import choice_logprobs
 from textsynth.config import ModelConfig, load_pipeline
 from textsynth.errors import ConfigError
 from textsynth.models import identify
@@ -177,3 +178,13 @@ def test_json_step_sends_its_schema_as_response_format():
     }
     _, plain = backend._request(Request("r", messages, 1), GenerationParams())
     assert "response_format" not in plain  # text steps send what they sent before
+
+
+def test_a_token_that_begins_two_choices_counts_for_neither():
+    top = [
+        {"token": "n", "logprob": -0.1},
+        {"token": "neg", "logprob": -1.0},
+        {"token": " neutral", "logprob": -2.0},
+    ]
+    scores = choice_logprobs(top, ["negative", "neutral", "positive"])
+    assert scores.tolist() == [-1.0, -2.0, -7.0]  # "n" is no vote; positive gets the floor (-2 - 5)

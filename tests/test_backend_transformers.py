@@ -60,33 +60,43 @@ def test_sampling_independent_of_batch_composition():
     assert len(set(together.values())) == len(PRODUCTS)  # sampling, not one fixed output
 
 
-def _guided_requests() -> list[Request]:
-    """Each request with its guidance prompt: the same request naming the opposite sentiment."""
+def _guided_requests(labels: int = 2) -> list[Request]:
+    """Each request with its guidance prompts: the same request naming the opposite sentiment,
+    and with three labels also the neutral one."""
     out = []
     for r in _requests():
         text = r.messages[0]["content"]
         flipped = text.replace("positive", "NEG").replace("negative", "positive").replace("NEG", "negative")
-        out.append(Request(r.id, r.messages, r.seed, [{"role": "user", "content": flipped}]))
+        neutral = text.replace("positive", "neutral").replace("negative", "neutral")
+        others = [flipped, neutral][: labels - 1]
+        out.append(Request(r.id, r.messages, r.seed, tuple([{"role": "user", "content": o}] for o in others)))
     return out
 
 
-@pytest.mark.parametrize("horizon", [None, 5])
-def test_guidance_matches_a_reference_cfg_step_by_step(horizon):
-    """fp32 greedy guided decoding equals a plain loop over full forwards of both prompts with
-    logits = neg + γ·(pos − neg) in log-probs (for the first `horizon` tokens, then the prompt
-    alone): the paired rows, cache, refill and the guidance row leaving change nothing."""
+@pytest.mark.parametrize(("horizon", "labels"), [(None, 2), (5, 2), (None, 3)])
+def test_guidance_matches_a_reference_cfg_step_by_step(horizon, labels):
+    """fp32 greedy guided decoding equals a plain loop over full forwards of all prompts with
+    logits = neg + γ·(pos − neg) in log-probs, neg the mean over the other labels' prompts (for the
+    first `horizon` tokens, then the prompt alone): the grouped rows, cache, refill and the
+    guidance rows leaving change nothing."""
     backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=4))
     params = GenerationParams(max_new_tokens=16, temperature=0, guidance_scale=2.0, guidance_tokens=horizon)
-    ours = {c.id: c for c in backend.generate(_guided_requests(), params)}
+    requests = _guided_requests(labels)
+    ours = {c.id: c for c in backend.generate(requests, params)}
     model, tok = backend.loaded.model, backend.loaded.tokenizer
     eos = set(backend.eos.tolist())
-    for req in _guided_requests()[:2]:
-        pos, neg = backend.encode(req.messages), backend.encode(req.negative or [])
+    for req in requests[:2]:
+        pos, negs = backend.encode(req.messages), [backend.encode(n) for n in req.negatives]
         made: list[int] = []
         while len(made) < 16:
             with torch.inference_mode():
                 lp = torch.log_softmax(model(torch.tensor([pos + made])).logits[0, -1].float(), -1)
-                ln = torch.log_softmax(model(torch.tensor([neg + made])).logits[0, -1].float(), -1)
+                ln = torch.stack(
+                    [
+                        torch.log_softmax(model(torch.tensor([n + made])).logits[0, -1].float(), -1)
+                        for n in negs
+                    ]
+                ).mean(0)
             guided = horizon is None or len(made) < horizon
             made.append(int((ln + 2.0 * (lp - ln) if guided else lp).argmax()))
             if made[-1] in eos:
@@ -133,3 +143,24 @@ def test_scores_in_length_sorted_batches_belong_to_their_prompts(choices):
     alone = [backend.score([p], choices)[0] for p in prompts]
     assert together.shape == (3, 2)
     assert np.allclose(together, np.array(alone), atol=1e-4)
+
+
+def test_choices_that_share_a_first_token_score_as_full_sequences_would():
+    """fp32: each prompt prefilled once and every choice continued from its cache gives the
+    log-likelihood a plain forward over prompt + choice gives."""
+    backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=5))
+    choices = ["top up failed", "top up limits", "pending top up"]
+    texts = ["My top-up did not go through.", "How much can I add at most?", "Still waiting for it."]
+    prompts = [[{"role": "user", "content": f"Which intent? Text: {t}"}] for t in texts]
+    ours = backend.score(prompts, choices)
+    tok, model = backend.loaded.tokenizer, backend.loaded.model
+    for i, p in enumerate(prompts):
+        ids = backend.encode(p)
+        for j, c in enumerate(choices):
+            c_ids = tok(c, add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                logp = torch.log_softmax(model(torch.tensor([ids + c_ids])).logits[0].float(), -1)
+            steps = logp[len(ids) - 1 : len(ids) - 1 + len(c_ids)]
+            want = float(steps.gather(-1, torch.tensor(c_ids)[:, None]).sum())
+            assert abs(ours[i, j] - want) < 1e-3, (i, j, ours[i, j], want)
+    assert len({tok(c, add_special_tokens=False)["input_ids"][0] for c in choices}) < len(choices)

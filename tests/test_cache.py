@@ -58,11 +58,17 @@ def test_config_drift_regenerates_only_affected_requests(greedy_pipeline, refere
     out = tmp_path / "drift"
     shutil.copytree(reference, out)  # the same greedy build, made once for the session
     template = greedy_pipeline.parents[1] / "prompts" / "review_user.jinja"
-    template.write_text(template.read_text().replace("you are pleased with it", "you love it"))
+    template.write_text(
+        template.read_text().replace(
+            "who bought a {{ product }}",
+            "who bought a {{ product "
+            "| replace('laptop', 'new laptop') | replace('blender', 'new blender') }}",
+        )
+    )
     prep = prepare(greedy_pipeline)
-    # a request changes when its prompt or its guidance prompt names the positive opinion
+    # a request changes when its prompt or its guidance prompts name the edited products
     affected = sum(
-        "you love it" in json.dumps([prep.messages[ex.id], prep.templates.render_negative(ex)])
+        "bought a new " in json.dumps([prep.messages[ex.id], prep.templates.render_negatives(ex)])
         for ex in prep.planned
     )
     assert 0 < affected < 12
@@ -71,3 +77,13 @@ def test_config_drift_regenerates_only_affected_requests(greedy_pipeline, refere
     assert second.summary.generated == affected and second.summary.reused == 12 - affected
     forced = run_build(edit_pipeline(greedy_pipeline, n="6"), out=out, quiet=True, force=True)
     assert forced.summary.reused == 0 and forced.summary.cached == 0 and forced.summary.planned == 6
+
+
+def test_force_with_a_shared_cache_file_regenerates_everything(built, tmp_path):
+    shared = tmp_path / "shared.sqlite"
+    shutil.copy(built.run_dir / "cache.sqlite", shared)
+    out = tmp_path / "run"
+    hits = run_build(SENTIMENT, n=12, seed=3, out=out, quiet=True, cache_path=shared)
+    assert hits.summary.generated == 0 and hits.summary.cached > 0
+    forced = run_build(SENTIMENT, n=12, seed=3, out=out, quiet=True, cache_path=shared, force=True)
+    assert forced.summary.cached == 0 and forced.summary.generated == forced.summary.planned

@@ -133,3 +133,18 @@ def test_a_folder_as_pipeline_is_one_line(project):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     out = proc.stderr.strip().splitlines()
     assert len(out) == 1 and "is a folder" in out[0] and ".yaml" in out[0], proc.stderr
+
+
+def test_labels_equal_up_to_case_are_refused_naming_both(project):
+    path = _edit(project, "  - name: neutral", "  - name: Positive")
+    with pytest.raises(ConfigError, match="labels 'positive' and 'Positive' differ only in case"):
+        load_pipeline(path)
+
+
+def test_an_n_that_leaves_a_label_empty_is_refused_with_the_counts(project):
+    from textsynth.pipeline import prepare
+
+    path = project / "pipelines" / "sentiment.yaml"
+    with pytest.raises(ConfigError, match="positive 1, negative 1, neutral 0, so neutral get no examples"):
+        prepare(path, n=2)
+    assert len(prepare(path, n=3).planned) == 3

@@ -8,7 +8,6 @@ machine allows one), a real closed port, a real HTTP server that answers malform
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -24,25 +23,8 @@ import yaml
 from textsynth.config import SCHEMA_VERSION, load_pipeline
 
 from .conftest import ROOT, SENTIMENT
+from .helpers import cli, one_line
 from .servers import free_port
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def _one_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, proc.stderr[-3000:]
-    return lines[0]
 
 
 def _can_mount_tmpfs() -> bool:
@@ -98,28 +80,28 @@ def _fake_run(run: Path) -> None:
 def test_disk_full_build_names_the_file_and_never_advises_force(tmp_path):
     disk = tmp_path / "disk"
     proc = _on_full_disk(disk, "true", "build", str(SENTIMENT), "--n", "6", "--out", str(disk / "run"))
-    line = _one_line(proc)
+    line = one_line(proc)
     assert "no space left on device" in line and str(disk / "run") in line
     assert "--force" not in line.replace("no need for --force", "")
 
 
 @needs_tmpfs
-def test_disk_full_export_is_one_line(tmp_path):
+def test_disk_full_export_isone_line(tmp_path):
     _fake_run(tmp_path / "template")
     disk = tmp_path / "disk"
     prepare = shlex.join(["cp", "-r", str(tmp_path / "template"), str(disk / "run")])
     proc = _on_full_disk(disk, prepare, "export", str(disk / "run"))
-    line = _one_line(proc)
+    line = one_line(proc)
     assert "no space left on device" in line and str(disk / "run") in line
     assert "--force" not in line.replace("no need for --force", "")
 
 
-def test_push_to_an_unreachable_hub_is_one_line(tmp_path):
+def test_push_to_an_unreachable_hub_isone_line(tmp_path):
     run = tmp_path / "run"
     (run / "hub").mkdir(parents=True)
     (run / "hub" / "README.md").write_text("card\n")
     port = free_port()  # nothing listens there
-    proc = _cli(
+    proc = cli(
         "push",
         str(run),
         "--repo",
@@ -128,7 +110,7 @@ def test_push_to_an_unreachable_hub_is_one_line(tmp_path):
         "hf_secret",
         env={"HF_ENDPOINT": f"http://127.0.0.1:{port}"},
     )
-    line = _one_line(proc)
+    line = one_line(proc)
     assert f"127.0.0.1:{port}" in line and "hf_secret" not in proc.stderr
 
 
@@ -181,10 +163,10 @@ def _server_pipeline(project: Path, source: Path, base_url: str) -> Path:
 
 
 @pytest.mark.parametrize("garbage", [{"choices": []}, {"result": "ok"}], indirect=True)
-def test_malformed_server_response_is_one_line(garbage, tmp_path):
+def test_malformed_server_response_isone_line(garbage, tmp_path):
     path = _server_pipeline(tmp_path, SENTIMENT, garbage.base_url)
-    proc = _cli("build", str(path), "--out", str(tmp_path / "run"), "--quiet")
-    line = _one_line(proc)
+    proc = cli("build", str(path), "--out", str(tmp_path / "run"), "--quiet")
+    line = one_line(proc)
     assert "malformed response" in line and garbage.base_url in line
 
 
@@ -193,8 +175,8 @@ def test_malformed_server_response_is_one_line(garbage, tmp_path):
     [{"choices": [{"message": {"content": "A fine answer."}, "finish_reason": "stop"}]}],
     indirect=True,
 )
-def test_judge_on_a_server_without_logprobs_is_one_line(garbage, tmp_path):
+def test_judge_on_a_server_without_logprobs_isone_line(garbage, tmp_path):
     path = _server_pipeline(tmp_path, ROOT / "pipelines" / "instructions.yaml", garbage.base_url)
-    proc = _cli("build", str(path), "--out", str(tmp_path / "run"), "--quiet")
-    line = _one_line(proc)
+    proc = cli("build", str(path), "--out", str(tmp_path / "run"), "--quiet")
+    line = one_line(proc)
     assert "returned no logprobs" in line and garbage.base_url in line

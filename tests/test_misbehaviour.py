@@ -10,10 +10,7 @@ from textsynth.errors import ExportError
 from textsynth.pipeline import run_build
 
 from .conftest import edit_pipeline
-
-
-def _records(run):
-    return [json.loads(line) for line in (run / "records.jsonl").open()]
+from .helpers import records as read_records
 
 
 def test_two_tokens_reject_everything_with_reasons_and_export_nothing(project, tmp_path):
@@ -21,7 +18,7 @@ def test_two_tokens_reject_everything_with_reasons_and_export_nothing(project, t
     out = tmp_path / "tiny"
     with pytest.raises(ExportError, match="no kept records"):
         run_build(path, n=9, out=out, quiet=True)
-    records = _records(out)
+    records = read_records(out)
     summary = json.loads((out / "summary.json").read_text())
     assert len(records) == summary["planned"] >= 9  # top-up rounds add records, never drop any
     assert all(r["status"] == "rejected" and r["reasons"] for r in records)
@@ -42,7 +39,7 @@ def test_refusal_prompt_at_high_temperature_completes(project, tmp_path):
         assert result.summary.kept + sum(result.summary.rejected.values()) == result.summary.planned
     except ExportError as exc:  # every record rejected is allowed; the funnel below must say why
         assert "no kept records" in str(exc)
-    records = _records(out)
+    records = read_records(out)
     summary = json.loads((out / "summary.json").read_text())
     assert len(records) == summary["planned"] == len({r["id"] for r in records})
     assert all((r["status"] == "rejected") == bool(r["reasons"]) for r in records)

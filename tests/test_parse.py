@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from textsynth.parse import clean, parse_record
-from textsynth.records import Record
+from textsynth.parse import clean
 
 
 @pytest.mark.parametrize(
@@ -29,6 +28,5 @@ def test_clean(raw, truncated, text):
     ("raw", "truncated", "reason"),
     [("", False, "empty_output"), ('  ""  ', False, "empty_output"), ("It was fine and", True, "truncated")],
 )
-def test_unusable_output_is_rejected_not_dropped(raw, truncated, reason):
-    record = parse_record(Record(id="x", label="positive", attributes={}), raw, truncated)
-    assert record.status == "rejected" and record.reasons == [reason]
+def test_unusable_output_gets_a_reason(raw, truncated, reason):
+    assert clean(raw, truncated)[1] == reason

@@ -9,14 +9,12 @@ import datasets
 
 from textsynth.config import load_pipeline
 from textsynth.pipeline import _ahead, _deficits, _probe, prepare, run_build
+from textsynth.quality.chain import seeded, select_quota
 from textsynth.records import Record
 from textsynth.taxonomy import label_counts
 
 from .conftest import SENTIMENT
-
-
-def _records(built):
-    return [json.loads(line) for line in (built.run_dir / "records.jsonl").open()]
+from .helpers import records as read_records
 
 
 def test_dataset_loads_with_classlabel_in_yaml_order(built):
@@ -30,22 +28,24 @@ def test_dataset_loads_with_classlabel_in_yaml_order(built):
 
 
 def test_every_planned_record_is_accounted_for(built):
-    records = _records(built)
+    records = read_records(built.run_dir)
     planned = prepare(SENTIMENT, n=12, seed=3).planned
     ids = [r["id"] for r in records]
     assert len(ids) == len(set(ids)) == built.summary.planned
     assert {ex.id for ex in planned} <= set(ids)  # top-up rounds only add records
     quotas = label_counts(load_pipeline(SENTIMENT).with_overrides(n=12, seed=3))
     kept = Counter(r["label"] for r in records if r["status"] == "kept")
+    passed = Counter(r["label"] for r in records if r["reasons"][:1] in ([], ["over_quota"]))
     for label, want in quotas.items():
-        assert kept[label] + built.summary.shortfall.get(label, 0) == want
+        assert kept[label] == min(want, passed[label])  # the quota keeps its count when it can
+        assert (label in built.summary.shortfall) == (passed[label] < want)
     for r in records:
         assert r["status"] in ("kept", "rejected")
         assert (r["status"] == "rejected") == bool(r["reasons"])
 
 
 def test_provenance_present(built):
-    for r in _records(built):
+    for r in read_records(built.run_dir):
         gen = r["generation"]
         assert gen["model"].endswith(".gguf") and gen["revision"].startswith("sha256:")
         assert gen["raw"] is not None and gen["tokens"] > 0 and isinstance(gen["seed"], int)
@@ -133,3 +133,13 @@ def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first
     # the round runs anyway: a label with no row to spare gets one, one with a spare row none
     assert len(asks["negative"]) == 1 and "neutral" not in asks
     assert _deficits(records[27:], quotas) == {}, "no label short: no round, however thin the margins"
+
+
+def test_the_quota_drops_extras_in_an_order_the_pipeline_seed_decides():
+    def kept_after(seed: int) -> set[str]:
+        records = [Record(f"id{i}", "a", {}, text="t") for i in range(12)]
+        select_quota(records, {"a": 6}, seeded(seed))
+        return {r.id for r in records if r.status == "kept"}
+
+    assert len(kept_after(1)) == 6 and kept_after(1) == kept_after(1)
+    assert kept_after(1) != kept_after(2)

@@ -58,8 +58,9 @@ def test_copies_of_seed_texts_are_rejected_too_close_to_real(tmp_path):
         assert r.scores["real_cosine"] > 0.95 or r.scores["real_ngram"] >= 8
     for r in records:
         assert len(r.prompt["exemplars"]) == 3 and all(isinstance(i, int) for i in r.prompt["exemplars"])
-    card = (tmp_path / "run" / "hub" / "README.md").read_text() if result.dataset else ""
-    assert not card or "Distance to the closest real record" in card
+    assert result.dataset is not None and result.summary.kept > 0
+    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    assert "Distance to the closest real record" in card
 
 
 def test_taxonomy_from_a_column_of_the_seed_data(tmp_path):
@@ -97,7 +98,9 @@ def test_length_push_ends_texts_near_the_seed_lengths(tmp_path):
     )
     path = project / "pipelines" / "restaurant_reviews.yaml"
     text = path.read_text().replace("../data/yelp/tune.tsv", "../seeds.csv")
-    text = text.replace("  label_map: 0=negative,1=positive\n", "  text_col: text\n  label_col: label\n")
+    text = text.replace(
+        "  label_map: 0=negative,1=positive\n", "  text_col: text\n  label_col: label\n  loop: {rounds: 0}\n"
+    )
     path.write_text(
         text.replace("length_push: 0 ", "length_push: 1 ").replace("top_up_rounds: 2", "top_up_rounds: 0")
     )

@@ -7,12 +7,8 @@ fault point (TEXTSYNTH_FAULT), or gets a real OSError from the write path.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,32 +18,10 @@ from typer.testing import CliRunner
 from textsynth.cli import app
 from textsynth.pipeline import resume_build, run_build
 
-from .conftest import GREEDY, ROOT, copy_project, edit_pipeline
+from .conftest import GREEDY, copy_project, edit_pipeline
+from .helpers import cli
 
 runner = CliRunner()
-
-
-def _cli(*args: str, fault: str | None = None, signal: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TEXTSYNTH_FAULT")}
-    if fault:
-        env["TEXTSYNTH_FAULT"] = fault
-    if signal:
-        env["TEXTSYNTH_FAULT_SIGNAL"] = signal
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=_default_sigint,
-    )
-
-
-def _default_sigint() -> None:
-    """A child inherits an ignored SIGINT (in the full suite an earlier test leaves it ignored in
-    this process) and Python then never installs its Ctrl-C handler; the build must see SIGINT
-    as a user's Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _complete_shard_lines(run: Path) -> list[str]:
@@ -60,7 +34,7 @@ def _complete_shard_lines(run: Path) -> list[str]:
 @pytest.mark.parametrize("point", ["generation_start", "mid_shard:8", "quality", "export"])
 def test_kill_9_then_resume_equals_uninterrupted(read_only_greedy, reference, tmp_path, point):
     out = tmp_path / "killed"
-    proc = _cli("build", str(read_only_greedy), "--out", str(out), "--quiet", fault=point)
+    proc = cli("build", str(read_only_greedy), "--out", str(out), "--quiet", fault=point)
     assert proc.returncode == -9, proc.stderr
     before = _complete_shard_lines(out)
     assert not (out / "dataset").exists()
@@ -124,7 +98,7 @@ def test_resume_renders_the_templates_it_started_with(reference, tmp_path):
     project = copy_project(tmp_path / "p")
     path = edit_pipeline(project / "pipelines" / "sentiment.yaml", **GREEDY)
     out = tmp_path / "run"
-    proc = _cli("build", str(path), "--out", str(out), "--quiet", fault="mid_shard:5", signal="INT")
+    proc = cli("build", str(path), "--out", str(out), "--quiet", fault="mid_shard:5", signal_name="INT")
     assert proc.returncode == 130, proc.stderr[-2000:]
     user = project / "prompts" / "review_user.jinja"
     user.write_text(user.read_text() + "\nMention the weather.")
@@ -138,7 +112,7 @@ def test_resume_renders_the_templates_it_started_with(reference, tmp_path):
 
 def test_resume_uses_the_cache_it_started_with(read_only_greedy, tmp_path):
     out, shared = tmp_path / "run", tmp_path / "shared.sqlite"
-    proc = _cli(
+    proc = cli(
         "build",
         str(read_only_greedy),
         "--out",
@@ -147,7 +121,7 @@ def test_resume_uses_the_cache_it_started_with(read_only_greedy, tmp_path):
         str(shared),
         "--quiet",
         fault="mid_shard:5",
-        signal="INT",
+        signal_name="INT",
     )
     assert proc.returncode == 130, proc.stderr[-2000:]
     resumed = runner.invoke(app, ["resume", str(out), "--quiet"])
@@ -177,11 +151,13 @@ def test_resume_with_seed_taxonomy_columns_merges_them_once(tmp_path):
     path = project / "pipelines" / "seeded.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     out = tmp_path / "run"
-    proc = _cli("build", str(path), "--out", str(out), "--quiet", fault="generation_start", signal="INT")
+    proc = cli("build", str(path), "--out", str(out), "--quiet", fault="generation_start", signal_name="INT")
     assert proc.returncode == 130 and "interrupted by SIGINT" in proc.stderr, proc.stderr[-2000:]
+    seeds.write_text("text,label,meal\nEdited later.,no_such_label,lunch\n")  # resume reads the run's copy
     resumed = runner.invoke(app, ["resume", str(out), "--json"])
     assert resumed.exit_code == 0, resumed.stderr[-2000:]
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["generated"] == 4
+    assert (out / "seeds" / "seeds.csv").read_text().startswith("text,label,meal\nThe soup was lovely.")
     taxonomy = json.loads((out / "manifest.json").read_text())["config"]["taxonomy"]
     assert list(taxonomy) == ["aspect", "style", "meal"]
     assert sorted((v["name"], v["weight"]) for v in taxonomy["meal"]["values"]) == [

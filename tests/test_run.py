@@ -15,20 +15,8 @@ from textsynth.config import SCHEMA_VERSION, load_pipeline
 from textsynth.records import Record
 from textsynth.run import RunDir
 
-from .conftest import REAL_DATA, ROOT, SENTIMENT
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, timeout=600
-    )
-
-
-def _one_line(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+from .conftest import REAL_DATA, SENTIMENT
+from .helpers import cli, one_line
 
 
 @pytest.fixture
@@ -82,7 +70,7 @@ def test_commands_that_write_into_a_run_take_its_lock(run, holder, command):
         if command[0] == "review"
         else [command[0], str(run), *command[1:]]
     )
-    line = _one_line(_cli(*args))
+    line = one_line(cli(*args))
     assert "another textsynth build (pid 4242) is writing here" in line
     assert (
         not (run / "hub").exists() and not (run / "review").exists() and not (run / "compare.json").exists()
@@ -99,7 +87,7 @@ def test_export_keeps_a_live_process_temp_folder(run):
         stale = run / f".hub.{int(dead.stdout)}.killed"
         mine.mkdir()
         stale.mkdir()
-        proc = _cli("export", str(run))
+        proc = cli("export", str(run))
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert mine.is_dir() and not stale.exists()
         assert (run / "hub" / "README.md").is_file()
@@ -108,7 +96,7 @@ def test_export_keeps_a_live_process_temp_folder(run):
 
 
 def test_embeddings_of_another_build_are_refused(run):
-    assert _cli("dedup-pairs", str(run), "--min-cosine", "0.9").returncode == 0  # the matching pair works
+    assert cli("dedup-pairs", str(run), "--min-cosine", "0.9").returncode == 0  # the matching pair works
     np.save(run / "embeddings.npy", np.ones((5, 8)))  # one row short: another build's vectors
-    line = _one_line(_cli("dedup-pairs", str(run), "--min-cosine", "0.9"))
+    line = one_line(cli("dedup-pairs", str(run), "--min-cosine", "0.9"))
     assert "embeddings.npy: does not belong to embeddings.json" in line and f"textsynth resume {run}" in line

@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from tests.conftest import ROOT, SENTIMENT
 from textsynth.cli import app
-from textsynth.errors import ConfigError
+from textsynth.errors import ConfigError, RunDirError
 from textsynth.pipeline import apply_review, prepare, run_build
 from textsynth.records import Record
+from textsynth.review import carry_decisions
+from textsynth.run import RunDir
 from textsynth.scaffold import TASKS, init_project
 
 runner = CliRunner()
@@ -127,3 +129,27 @@ def test_review_sheet_errors_name_the_row(built, tmp_path):
     assert result.exit_code == 2
     assert "sheet.csv:2: corrected_label 'furious' is not a label" in " ".join(result.output.split())
     assert (run / "records.jsonl").read_text() == before, "nothing applied"
+    # a build writing the run: the sheet is not even checked against records about to change
+    with RunDir(run).lock(), pytest.raises(RunDirError, match="another textsynth build"):
+        apply_review(run, sheet)
+
+
+def test_a_decision_applies_only_to_the_text_it_was_made_on():
+    """An edited template gives a record id a new text: the reviewer never read it."""
+    review = {"decision": "reject", "original_label": "positive", "comment": "not a review"}
+    old = [
+        Record(
+            "a",
+            "positive",
+            {},
+            text="old text",
+            status="rejected",
+            reasons=["reviewer_rejected"],
+            fields={"review": review},
+        ),
+        Record("b", "negative", {}, text="same text", status="rejected", reasons=["contaminated"]),
+    ]
+    new = [Record("a", "positive", {}, text="new text"), Record("b", "negative", {}, text="same text")]
+    assert carry_decisions(old, new) == (1, 1)
+    assert new[0].status == "kept" and "review" not in new[0].fields
+    assert new[1].reasons == ["contaminated"]

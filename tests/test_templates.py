@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -178,3 +179,27 @@ def test_instruction_masks_inserted_material_but_not_the_instruction(project):
     assert quote.status != "rejected"
     assert echo.reasons == ["prompt_echo"]
     assert EchoFilter({"a": prompt}).check(quote) == "prompt_echo"  # what the unmasked prompt did
+
+
+def test_guidance_prompts_name_every_other_label_or_a_seeded_draw(project):
+    prep = prepare(project / "pipelines" / "sentiment.yaml", n=30)
+    picked: set[int] = set()
+    for ex in prep.planned:
+        others = [lab.name for lab in prep.pipeline.labels if lab.name != ex.label]
+        every = prep.templates.render_negatives(ex)
+        users = [next(m["content"] for m in msgs if m["role"] == "user") for msgs in every]
+        assert [f"Write your {o} review" in u for u, o in zip(users, others)] == [True] * len(others)
+        one = prep.templates.render_negatives(ex, 1)
+        assert len(one) == 1 and one[0] in every and one == prep.templates.render_negatives(ex, 1)
+        picked.add(every.index(one[0]))
+    assert picked == {0, 1}  # the draw follows each record's seed, not one fixed label
+
+
+def test_a_variable_guarded_by_is_defined_passes_validation(project):
+    template = project / "prompts" / "review_user.jinja"
+    template.write_text(template.read_text() + "{% if mood is defined %} Mood: {{ mood }}.{% endif %}")
+    prep = prepare(project / "pipelines" / "sentiment.yaml", n=6)
+    assert all("Mood" not in json.dumps(m) for m in prep.messages.values())
+    template.write_text(template.read_text() + " {{ weather }}")  # unguarded: still an error
+    with pytest.raises(TemplateError, match="undefined variable 'weather'"):
+        prepare(project / "pipelines" / "sentiment.yaml", n=6)

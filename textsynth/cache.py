@@ -19,8 +19,12 @@ from textsynth.errors import RunDirError
 
 
 class CompletionCache:
-    def __init__(self, path: Path) -> None:
+    """`fresh`: answer no lookups in this process (a `--force` build over a shared `--cache` file
+    starts over too), while every new completion is still stored."""
+
+    def __init__(self, path: Path, fresh: bool = False) -> None:
         self.path = path
+        self.fresh = fresh
         try:
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -39,7 +43,7 @@ class CompletionCache:
 
     def get_many(self, fingerprints: Iterable[str]) -> dict[str, Completion]:
         """Cached completions by fingerprint; the completion's id is its fingerprint."""
-        wanted = list(fingerprints)
+        wanted = [] if self.fresh else list(fingerprints)
         found: dict[str, Completion] = {}
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
@@ -64,6 +68,8 @@ class CompletionCache:
     def get_scores(self, fingerprints: list[str]) -> dict[str, list[float]]:
         """Stored choice log-likelihoods (Backend.score rows) by fingerprint."""
         found: dict[str, list[float]] = {}
+        if self.fresh:
+            return found
         for start in range(0, len(fingerprints), 500):
             chunk = fingerprints[start : start + 500]
             marks = ",".join("?" * len(chunk))

@@ -10,6 +10,7 @@ import json
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -23,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from textsynth.errors import ConfigError, Interrupted, describe
+from textsynth.validation import verdict
 
 app = typer.Typer(
     add_completion=False,
@@ -93,8 +95,18 @@ def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(128 + signum) from None
         except Exception as exc:
             message = describe(exc)
-            if message is None or kwargs.get("debug"):
+            if kwargs.get("debug"):
                 raise
+            if message is None:  # a bug: one line that says so, the traceback with --debug
+                where = "".join(traceback.format_exception(exc)[-2:-1]).strip().splitlines()[0]
+                err_console.print(
+                    f"[red]internal error (a bug in textsynth, please report it):[/red] "
+                    f"{escape(type(exc).__name__)}: {escape(str(exc))} at {escape(where)}; run the same "
+                    "command with --debug for the traceback",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+                raise typer.Exit(1) from None
             message = " ".join(message.split())  # one line, whatever the exception carried
             err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
@@ -164,6 +176,8 @@ def _report(result: Any, quiet: bool, as_json: bool) -> None:
         if result.summary.funnel is not None:
             console.print(funnel_table(result.summary.funnel))
         console.print(summary_table(result.summary, result.run_dir))
+        if result.summary.real_validation:
+            console.print(verdict(result.summary.real_validation[-1]), highlight=False)
 
 
 @app.command()

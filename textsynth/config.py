@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -256,11 +256,23 @@ class GenerationParams(ConfigBase):
         description="Classifier-free guidance toward the label: each request also decodes a row whose "
         "prompt names another label, and next-token log-probs = other + scale·(own − other). 1 = off.",
     )
+    guidance_labels: int | None = Field(
+        None,
+        ge=1,
+        description="How many other labels each request is contrasted with (one guidance row each, "
+        "drawn with the record's seed); None = all of them, against the mean of their log-probs.",
+    )
     guidance_tokens: int | None = Field(
         None,
         ge=1,
         description="Guide only the first this many tokens, then decode the row alone (a text's "
         "label is mostly set by its opening words; the guidance row's cost stops there). None = all.",
+    )
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        max_length=4,
+        description='Strings that end a completion (not kept in the text), e.g. ["\\n"] for one line '
+        "per text when the reply's opening is a list to continue.",
     )
     length_push: float = Field(
         0.0,
@@ -274,8 +286,10 @@ class GenerationParams(ConfigBase):
     def fingerprint_params(self) -> dict[str, object]:
         """The parameters in request fingerprints; guidance and the length push only when on, so
         caches from before the options existed stay valid."""
-        off = {"guidance_scale", "guidance_tokens"} if self.guidance_scale == 1 else set()
+        off = {"guidance_scale", "guidance_tokens", "guidance_labels"} if self.guidance_scale == 1 else set()
+        off |= {"guidance_labels"} if self.guidance_labels is None else set()
         off |= {"guidance_tokens"} if self.guidance_tokens is None else set()
+        off |= set() if self.stop else {"stop"}
         return self.model_dump(exclude=off | ({"length_push"} if not self.length_push else set()))
 
 
@@ -359,6 +373,18 @@ class PrivacyConfig(ConfigBase):
     )
 
 
+class LoopConfig(ConfigBase):
+    """Rounds after the quotas are met, steered by real validation on the held-out seed examples."""
+
+    rounds: int = Field(2, ge=0, le=10, description="Loop rounds at most; 0 = off.")
+    budget: float = Field(
+        0.5, gt=0, le=5, description="Requests per loop round, as a share of the planned examples."
+    )
+    patience: int = Field(
+        1, ge=1, le=10, description="Stop after this many rounds without a rise in seeds + synthetic accuracy"
+    )
+
+
 class SeedExamples(ConfigBase):
     """A small real dataset: few-shot exemplars for the templates and the reference for privacy checks."""
 
@@ -367,8 +393,17 @@ class SeedExamples(ConfigBase):
     label_col: str | None = Field(None, description="Label column: name or position.")
     label_map: str | None = Field(None, description="Map raw labels, e.g. '0=negative,1=positive'.")
     k: int = Field(3, ge=0, le=20, description="Exemplars of the record's label per prompt ({{ examples }}).")
+    hold_out: bool = Field(
+        True,
+        description="With labels: split each label's rows in two folds, show each record one fold's "
+        "and measure the kept data on the other (real validation in summary.json and the card).",
+    )
     taxonomy_columns: list[str] = Field(
         default_factory=list, description="Columns that become taxonomy attributes, weighted by frequency."
+    )
+    loop: LoopConfig = Field(
+        default_factory=LoopConfig,
+        description="With labels and hold_out: more rounds where the data fails on the held-out seeds.",
     )
 
 
@@ -426,7 +461,16 @@ class Pipeline(ConfigBase):
     @field_validator("labels")
     @classmethod
     def _unique_labels(cls, labels: list[Label]) -> list[Label]:
-        _reject_duplicates([lab.name for lab in labels], "label", "label names must be unique")
+        names = [lab.name for lab in labels]
+        _reject_duplicates(names, "label", "label names must be unique")
+        folded: dict[str, str] = {}
+        for name in names:
+            if name.casefold() in folded:
+                raise ValueError(
+                    f"labels {folded[name.casefold()]!r} and {name!r} differ only in case: one class or "
+                    "two? Rename one (real data's labels would match either)"
+                )
+            folded[name.casefold()] = name
         return labels
 
     @model_validator(mode="after")

@@ -24,10 +24,10 @@ from rich.progress import Progress
 
 from textsynth import faults
 from textsynth.backends import Backend, Completion, Request, make_backend
-from textsynth.backends.base import opening
+from textsynth.backends.base import cut_at_stop, opening
 from textsynth.cache import CompletionCache
 from textsynth.config import GenerationParams, ModelConfig, Pipeline, Step
-from textsynth.errors import Interrupted, ModelError, RunDirError
+from textsynth.errors import Interrupted, RunDirError
 from textsynth.models import ModelIdentity, identify
 from textsynth.records import Record
 from textsynth.run import RunDir, ShardWriter
@@ -44,7 +44,7 @@ def request_fingerprint(
     messages: list[dict[str, str]],
     params: GenerationParams,
     seed: int,
-    negative: list[dict[str, str]] | None = None,
+    negatives: tuple[list[dict[str, str]], ...] = (),
     schema: dict[str, Any] | None = None,
 ) -> str:
     """Everything that decides a completion; batch size, device and threads are not part of it.
@@ -58,28 +58,29 @@ def request_fingerprint(
         "seed": seed,
     }
     if params.guidance_scale != 1:
-        body["negative"] = negative
+        # one guidance prompt is stored as before, so caches of two-label pipelines stay valid
+        body["negative"] = (negatives[0] if len(negatives) == 1 else list(negatives)) if negatives else None
     if schema is not None:
         body["schema"] = schema
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def text_opening(messages: list[dict[str, str]]) -> str:
+    """The part of a reply's opening that belongs to the text: what follows its last line break.
+
+    An opening of one line ("The {{ product }}") starts the text; the lines before a break are
+    scaffolding the model continues, such as real messages listed before the "-" of a new one.
+    """
+    return opening(messages).rpartition("\n")[2]
+
+
 def answers(backend: Backend, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
-    """The backend's completions, each with its request's reply opening in front (a backend returns
-    what the model wrote); a malformed answer (a server's) becomes a one-line ModelError."""
-    openings = {r.id: opening(r.messages) for r in requests}
-    stream = backend.generate(requests, params)
-    while True:
-        try:
-            completion = next(stream)
-        except StopIteration:
-            return
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ModelError(
-                f"{backend.model_id}: malformed response ({type(exc).__name__}: {exc}); finished records "
-                "are saved, check the server or model and run the same command again"
-            ) from None
-        yield replace(completion, text=openings[completion.id] + completion.text)
+    """The backend's completions, each cut at the first stop string and with the text's part of its
+    request's reply opening in front (a backend returns what the model wrote). A server's malformed
+    answer is the backend's one-line ModelError; any other exception is a bug and keeps its traceback."""
+    openings = {r.id: text_opening(r.messages) for r in requests}
+    for completion in backend.generate(requests, params):
+        yield replace(completion, text=openings[completion.id] + cut_at_stop(completion.text, params.stop))
 
 
 class StopFlag:
@@ -210,7 +211,7 @@ class GenerationStage:
         model, decode_to = self._identity(step), schema(step)
         requests = [self._request(k, step, e, attempt, params, decode_to) for e in examples]
         fps = {
-            r.id: request_fingerprint(model, r.messages, params, r.seed, r.negative, decode_to)
+            r.id: request_fingerprint(model, r.messages, params, r.seed, r.negatives, decode_to)
             for r in requests
         }
         by_id = {e.planned.id: e for e in examples}
@@ -218,9 +219,12 @@ class GenerationStage:
 
         def take(rid: str, completion: Completion, seed: int, stored: bool) -> None:
             ex = by_id[rid]
-            before = self.entries.get(rid, {}).get(step.name, {}).get("fingerprint")
-            if before is not None and before != fps[rid]:
+            before = self._attempts(rid, step)
+            known = before[attempt] if attempt < len(before) else None
+            if known is not None and known != fps[rid]:
                 self.changed.add(rid)
+            stored = stored or (known == fps[rid] and attempt < len(before) - 1)  # a replayed retry
+            tried = ex.steps.get(step.name, {}).get("attempt_fingerprints", [])[:attempt]
             ex.steps[step.name] = {
                 "raw": completion.text,
                 "seed": seed,
@@ -229,6 +233,7 @@ class GenerationStage:
                 "template_sha": self._shas(step),
                 "fingerprint": fps[rid],
                 "attempts": attempt + 1,
+                "attempt_fingerprints": [*tried, fps[rid]],
             }
             if not accept(step, ex, completion):
                 failed.append(ex)
@@ -296,10 +301,23 @@ class GenerationStage:
     ) -> Request:
         templates, rid = self.templates[step.name], ex.planned.id
         messages = (self.rendered.get(rid) if k == 0 else None) or templates.render(ex.planned, ex.outputs)
-        negative = templates.render_negative(ex.planned, ex.outputs) if params.guidance_scale != 1 else None
+        guided = params.guidance_scale != 1
+        negatives = (
+            templates.render_negatives(ex.planned, params.guidance_labels, ex.outputs) if guided else ()
+        )
         seed = step_seed(ex.planned, step.name, k == 0, attempt)
         target = templates.target_words(ex.planned) if params.length_push else None
-        return Request(rid, messages, seed, negative, decode_to, target)
+        return Request(rid, messages, seed, negatives, decode_to, target)
+
+    def _attempts(self, rid: str, step: Step) -> list[str | None]:
+        """The fingerprint of each attempt at a step stored in the shards (None: not recorded, as
+        in shards written before every attempt's was kept)."""
+        entry = self.entries.get(rid, {}).get(step.name)
+        if not entry:
+            return []
+        if "attempt_fingerprints" in entry:
+            return list(entry["attempt_fingerprints"])
+        return [None] * (int(entry.get("attempts", 1)) - 1) + [entry.get("fingerprint")]
 
     def _stored(self, step: Step, rid: str, fingerprint: str) -> Completion | None:
         """This step's completion from the shards, when it was made for the same request."""

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError, create_model
 
 from textsynth.config import FIELD_TYPES
-from textsynth.records import Record
 
 _PREAMBLE = re.compile(
     r"^\s*(?:(?:sure|certainly|of course|okay|ok)[!,.]?\s*)?"
@@ -36,6 +35,8 @@ _SIGN_OFF = re.compile(
     r"thank you)[,!.]?\s*(?:\n+[^\n]{0,40})?\s*$",
     re.IGNORECASE,
 )
+# A list item's marker: a reply that continues a list of examples ("- …", "4. …") starts with one.
+_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d{1,2}[.)])[ \t]+(?=\S)")
 _LEAD_LABEL = re.compile(r"^\s*(?:\*\*)?[A-Z][\w ]{0,30}(?:\*\*)?:\s+(?=\S)")
 _QUOTES = "\"'“”‘’«»`"
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s|$)")
@@ -60,7 +61,7 @@ def _drop_cut_fragment(text: str) -> str:
 
 def clean(raw: str, truncated: bool) -> tuple[str, str | None]:
     """(text, rejection reason or None)."""
-    text = raw.strip()
+    text = _LIST_MARKER.sub("", raw.strip(), count=1)
     text = _PREAMBLE.sub("", text, count=1)
     text = _LEAD_LABEL.sub("", text, count=1)
     unframed = _SIGN_OFF.sub("", _SALUTATION.sub("", text, count=1), count=1)
@@ -76,16 +77,6 @@ def clean(raw: str, truncated: bool) -> tuple[str, str | None]:
     if not text:
         return "", "empty_output"
     return text, None
-
-
-def parse_record(record: Record, raw: str, truncated: bool) -> Record:
-    """Fill `text` from the raw completion, rejecting what cannot be used."""
-    text, reason = clean(raw, truncated)
-    record.text = text
-    record.fields["text"] = text
-    if reason:
-        record.reject(reason)
-    return record
 
 
 @functools.cache

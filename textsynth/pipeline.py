@@ -25,12 +25,13 @@ from textsynth.backends import make_generator
 from textsynth.backends.vllm import require_vllm
 from textsynth.cache import CompletionCache
 from textsynth.card import dcr_summary, render_card
-from textsynth.config import Pipeline, load_pipeline, validate_overrides
+from textsynth.config import LoopConfig, Pipeline, load_pipeline, validate_overrides
 from textsynth.embed import TextEmbedder, check_encoder, encoder_name
-from textsynth.errors import RunDirError
+from textsynth.errors import ConfigError, RunDirError
 from textsynth.export import ExportOptions, export
 from textsynth.funnel import Funnel
 from textsynth.generate import GenerationStage, GenerationStats
+from textsynth.loop import plan_round, stalled
 from textsynth.models import identify
 from textsynth.quality.base import Stage
 from textsynth.quality.chain import run_quality
@@ -44,6 +45,7 @@ from textsynth.seeds import SeedPool, load_seeds, with_seed_taxonomy
 from textsynth.steps import step_templates
 from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
 from textsynth.templates import PromptTemplates, prompt_dirs
+from textsynth.validation import LabeledSeeds, Readout, read_out
 
 T = TypeVar("T")
 
@@ -82,6 +84,7 @@ class BuildSummary:
     planned_labels: dict[str, int] = field(default_factory=dict)
     kept_labels: dict[str, int] = field(default_factory=dict)
     top_up_rounds: int = 0
+    loop_rounds: int = 0  # rounds steered by real validation (loop.py)
     planned_ahead: int = 0  # extra requests from the rejection rate of the first batches
     label_signals: list[str] = field(default_factory=list)
     shortfall: dict[str, int] = field(default_factory=dict)
@@ -90,6 +93,7 @@ class BuildSummary:
     model_loads: int = 0  # by this process, or by the Ray actors of the build
     drift: Drift | None = None
     funnel: Funnel | None = None
+    real_validation: list[Readout] = field(default_factory=list)  # one per round, with labeled seeds
 
     @property
     def generated(self) -> int:
@@ -131,6 +135,7 @@ class BuildSummary:
             "kept_labels": self.kept_labels,
             "shortfall": self.shortfall,
             "top_up_rounds": self.top_up_rounds,
+            "loop_rounds": self.loop_rounds,
             "planned_ahead": self.planned_ahead,
             "label_check_signals": self.label_signals,
             "tokens": self.gen.tokens,
@@ -140,6 +145,7 @@ class BuildSummary:
             "model_loads": self.model_loads,
             "examples_per_s": round(self.examples_per_s, 3),
             "drift": vars(self.drift) if self.drift else None,
+            "real_validation": [r.to_dict() for r in self.real_validation],
         }
 
 
@@ -168,6 +174,7 @@ def prepare(
         path = Path(source)
         pipeline = load_pipeline(path)
     pipeline = validate_overrides(pipeline, str(path or pipeline.name), n, seed)
+    _check_split(pipeline, str(path or pipeline.name))
     dirs = [prompt_dir] if prompt_dir else prompt_dirs(path)
     seeds = load_seeds(pipeline, path)
     pipeline = with_seed_taxonomy(pipeline, seeds)
@@ -179,6 +186,21 @@ def prepare(
     first = next(iter(steps.values()))
     messages = {ex.id: first.render(ex) for ex in planned}  # a template error shows before any load
     return Prepared(pipeline, path, steps, planned, messages, seeds)
+
+
+def _check_split(pipeline: Pipeline, source: str) -> None:
+    """`n` split by label weight must give every label an example: a silent class of none is a
+    dataset the user did not ask for."""
+    if not pipeline.labels or pipeline.labels[0].count is not None:
+        return
+    counts = label_counts(pipeline)
+    empty = [label for label, count in counts.items() if count == 0]
+    if empty:
+        split_text = ", ".join(f"{label} {count}" for label, count in counts.items())
+        raise ConfigError(
+            f"{source}: n: {pipeline.n} splits into {split_text}, so {', '.join(empty)} get no examples; "
+            f"raise n to at least {len(counts)} (--n) or give each label a `count`"
+        )
 
 
 def _progress(console: Console, quiet: bool) -> Progress:
@@ -390,13 +412,22 @@ class Build:
             }
         )
         run.write_plan(ex.id for ex in prep.planned)
-        if prompt_dir is None:  # resume renders from this copy, whatever happens to prompts/ since
+        if prompt_dir is None:  # resume renders from these copies, whatever happens to the files since
             run.snapshot_prompts(prompt_dirs(prep.source))
+            if prep.seeds is not None:
+                run.snapshot_seeds(prep.seeds.data.path)
         self.backend = functools.cache(
             self.clock.timed("load", lambda: make_generator(pipeline.model, pipeline.executor))
         )
         self.embedder = TextEmbedder(pipeline.quality.embedding_model, self.console)
-        self.cache = CompletionCache(self.cache_path or run.path / "cache.sqlite")
+        seeds = prep.seeds
+        self.labeled = (
+            LabeledSeeds(seeds.texts, seeds.data.labels, self.embedder)
+            if seeds is not None and seeds.folds is not None and len(set(seeds.data.labels or [])) > 1
+            else None
+        )
+        # --force starts over: the run's own cache was deleted; a shared --cache file is not read
+        self.cache = CompletionCache(self.cache_path or run.path / "cache.sqlite", fresh=force)
         self.stage = GenerationStage(
             pipeline,
             prep.steps,
@@ -451,11 +482,15 @@ class Build:
             self.summary.label_signals = [
                 x for st in stages if isinstance(st, LabelCheck) for x in st.signals
             ]
+            self.read_out(records)
             deficits = _deficits(records, quotas)
             if not deficits or round_no == pipeline.quality.top_up_rounds:
                 break
             self.examples += top_up(pipeline, self.prep.template_key, deficits, round_no + 1)
             self.summary.top_up_rounds = round_no + 1
+        loop = pipeline.seed_examples.loop if pipeline.seed_examples else None
+        if loop is not None and loop.rounds and self.summary.real_validation:
+            records, funnel = self.steer(records, funnel, parsed, loop)
         self.drift.changed = len(self.stage.changed)
         if self.drift and not self.quiet:
             self.console.print(
@@ -464,6 +499,42 @@ class Build:
                 "(use --force to start over)",
                 highlight=False,
             )
+        return records, funnel
+
+    def read_out(self, records: list[Record], kind: str = "quota") -> Readout | None:
+        """Real validation of this round's kept records on the held-out seed examples."""
+        if self.labeled is None:
+            return None
+        kept = [r for r in records if r.status == "kept"]
+        gen = self.summary.gen
+        done = gen.generated + gen.reused + gen.cached  # requests answered so far, from wherever
+        readout = read_out(self.labeled, kept, len(self.summary.real_validation), done)
+        if readout is not None:
+            readout.kind = kind
+            self.summary.real_validation.append(readout)
+        return readout
+
+    def steer(
+        self, records: list[Record], funnel: Funnel, parsed: dict[str, Record], loop: LoopConfig
+    ) -> tuple[list[Record], Funnel]:
+        """Loop rounds (loop.py): more requests where the kept data fails on the held-out seeds,
+        until seeds + synthetic accuracy stops rising or the rounds run out."""
+        readouts = [self.summary.real_validation[-1]]
+        for round_no in range(1, loop.rounds + 1):
+            self.clock.start("loop")
+            extra = plan_round(self.pipeline, self.prep.template_key, readouts[-1], records, round_no)
+            self.examples += extra
+            for ex in extra:  # the loop's rows add to their label's count
+                self.quotas[ex.label] += 1
+            parsed.update(self.stage.run(extra))
+            records, funnel, _ = self.check([parsed[ex.id] for ex in self.examples], self.quotas)
+            self.summary.loop_rounds = round_no
+            readout = self.read_out(records, "loop")
+            if readout is None:
+                break
+            readouts.append(readout)
+            if stalled(readouts, loop.patience):
+                break
         return records, funnel
 
     def diversity(self, records: list[Record]) -> dict[str, Any]:
@@ -478,7 +549,13 @@ class Build:
         """Write the records, their vectors, the summary, the funnel and the diversity report."""
         run, summary = self.run, self.summary
         if run.records_path.exists():  # a rebuild keeps what reviewers and decontamination decided
-            carry_decisions(run.read_records(), records)
+            _, changed = carry_decisions(run.read_records(), records)
+            if changed and not self.quiet:
+                self.console.print(
+                    f"{changed} reviewed or decontaminated records have a new text: their decisions no "
+                    "longer apply (run `textsynth review export` to review them again)",
+                    highlight=False,
+                )
         funnel.snapshot("exported", records)
         run.write_records(records)
         run.write_embeddings(encoder_name(self.pipeline.quality.embedding_model), self.embedder, records)
@@ -585,8 +662,9 @@ def export_run(
     def card(dataset: Any, kept: list[Record], o: ExportOptions) -> str:
         dirty = sum(1 for r in records if "contaminated" in r.reasons)
         privacy = dcr_summary(kept, records)
+        validation = _read_json(run.path / "summary.json").get("real_validation")
         return render_card(
-            pipeline, manifest, funnel, diversity, dataset, dirty, o.mix_real is not None, privacy
+            pipeline, manifest, funnel, diversity, dataset, dirty, o.mix_real is not None, privacy, validation
         )
 
     dataset = export(pipeline, records, run.path, opts, card)
@@ -599,9 +677,9 @@ def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int]
     """Record a review sheet's decisions in the run's records, then export again."""
     run, manifest = open_run(run_dir, "review")
     pipeline = recorded_pipeline(run, manifest)
-    records = run.read_records()
-    counts = apply_sheet(run, pipeline, records, Path(sheet))
-    with run.lock():
+    with run.lock():  # the records a sheet is checked against are those no build is rewriting
+        records = run.read_records()
+        counts = apply_sheet(run, pipeline, records, Path(sheet))
         run.write_records(records)
         add_review_step(run, records)
         dataset = export_run(run.path, pipeline=pipeline, records=records)
@@ -617,6 +695,10 @@ def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:
     if columns:  # recorded merged; prepare merges the seed columns again, once
         kept = {k: v for k, v in pipeline.taxonomy.items() if k not in columns}
         pipeline = pipeline.model_copy(update={"taxonomy": kept})
+    seeds = pipeline.seed_examples
+    copy = run.path / "seeds" / Path(seeds.path).name if seeds else None
+    if seeds is not None and copy is not None and copy.exists():  # the run's copy, not today's file
+        pipeline = pipeline.model_copy(update={"seed_examples": seeds.model_copy(update={"path": str(copy)})})
     source, cache = manifest.get("pipeline_file"), manifest.get("cache")
     snapshot = run.path / "prompts"
     return run_build(

@@ -23,7 +23,14 @@ class RealData:
     columns: dict[str, list[str]] = field(default_factory=dict)
 
 
-def parse_label_map(spec: str | None) -> dict[str, str]:
+# Where an option was given: the command line's flags, or a pipeline's `seed_examples:` keys.
+FLAGS = {"label_map": "--label-map", "text_col": "--text-col", "label_col": "--label-col"}
+YAML_KEYS = {k: f"seed_examples.{k}:" for k in FLAGS}
+# A first row whose text cell is one of these names is a header row, not data.
+HEADER_NAMES = {"text", "texts", "sentence", "review", "message", "utterance", "content", "document", "query"}
+
+
+def parse_label_map(spec: str | None, names: dict[str, str] = FLAGS) -> dict[str, str]:
     """'0=negative,1=positive' → {'0': 'negative', '1': 'positive'}."""
     if not spec:
         return {}
@@ -31,7 +38,7 @@ def parse_label_map(spec: str | None) -> dict[str, str]:
     for part in spec.split(","):
         key, sep, value = part.partition("=")
         if not sep or not key.strip() or not value.strip():
-            raise ConfigError(f"--label-map {spec!r}: expected pairs like 0=negative,1=positive")
+            raise ConfigError(f"{names['label_map']} {spec!r}: expected pairs like 0=negative,1=positive")
         out[key.strip()] = value.strip()
     return out
 
@@ -80,17 +87,31 @@ def _frame(path: Path, header: bool):  # -> pandas.DataFrame
     )
 
 
-def _pick(frame, col: str | int, path: Path, what: str) -> list:
+def _pick(frame, col: str | int, path: Path, what: str, names: dict[str, str] = FLAGS) -> list:
     columns = list(frame.columns)
+    option = names.get(f"{what}_col", f"{what} column")
     if isinstance(col, int):
         if not -len(columns) <= col < len(columns):
-            raise ConfigError(f"{path}: --{what}-col {col}: the file has {len(columns)} columns")
+            raise ConfigError(f"{path}: {option} {col}: the file has {len(columns)} columns")
         return frame.iloc[:, col].tolist()
     if col not in columns:
-        raise ConfigError(
-            f"{path}: --{what}-col {col!r} not found; columns are {', '.join(map(str, columns))}"
-        )
+        raise ConfigError(f"{path}: {option} {col!r} not found; columns are {', '.join(map(str, columns))}")
     return frame[col].tolist()
+
+
+def _header_row(
+    texts: list[str], raw: list[str] | None, mapping: dict[str, str], labels: list[str] | None
+) -> bool:
+    """Whether the first row of a file read without a header is one: its text cell is a column
+    name such as `text`, or its label is no label while (almost) every other row's is."""
+    if len(texts) < 2:
+        return False
+    if texts[0].strip().lower() in HEADER_NAMES:
+        return True
+    if raw is None or labels is None:
+        return False
+    known = [mapping.get(v, v) in labels for v in raw]
+    return not known[0] and sum(known[1:]) >= 0.9 * (len(known) - 1)
 
 
 def read_real(
@@ -100,8 +121,11 @@ def read_real(
     label_col: str | None = None,
     label_map: str | None = None,
     columns: Sequence[str] = (),
+    names: dict[str, str] = FLAGS,
 ) -> RealData:
-    """Texts (and labels mapped onto `labels`, when given) from a user's file."""
+    """Texts (and labels mapped onto `labels`, when given) from a user's file; `names` says how
+    errors name the options (the command line's flags or the pipeline's keys). A delimited file
+    read by position may start with a header row: it is recognised and skipped."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such file (check the path)")
@@ -114,17 +138,24 @@ def read_real(
     frame = _frame(path, header=isinstance(tcol, str) or isinstance(lcol, str) or bool(columns))
     if frame.empty:
         raise ConfigError(f"{path}: no rows")
-    texts = [str(t) for t in _pick(frame, tcol, path, "text")]
-    extra = {c: [str(v) for v in _pick(frame, c, path, "taxonomy")] for c in columns}
-    if lcol is None or labels is None:
+    texts = [str(t) for t in _pick(frame, tcol, path, "text", names)]
+    extra = {c: [str(v) for v in _pick(frame, c, path, "taxonomy", names)] for c in columns}
+    mapping = parse_label_map(label_map, names)
+    raw = (
+        None if lcol is None or labels is None else [str(v) for v in _pick(frame, lcol, path, "label", names)]
+    )
+    first = 1
+    if isinstance(tcol, int) and not path.is_dir() and _header_row(texts, raw, mapping, labels):
+        texts, extra = texts[1:], {c: v[1:] for c, v in extra.items()}
+        raw, first = (raw[1:] if raw is not None else None), 2
+    if raw is None or labels is None:
         return RealData(path, texts, None, extra)
-    mapping = parse_label_map(label_map)
-    raw = [str(v) for v in _pick(frame, lcol, path, "label")]
     mapped = [mapping.get(v, v) for v in raw]
-    for row, (value, name) in enumerate(zip(raw, mapped), 1):
+    option = names["label_map"]
+    for row, (value, name) in enumerate(zip(raw, mapped), first):
         if name not in labels:
             raise ConfigError(
                 f"{path}: row {row}: label {value!r} is not a label of the pipeline ({', '.join(labels)}); "
-                "map it with --label-map, e.g. --label-map 0=negative,1=positive"
+                f"map it with {option}, e.g. {option} 0=negative,1=positive"
             )
     return RealData(path, texts, mapped, extra)

@@ -98,6 +98,26 @@ def _lengths(kept: list[Record]) -> str:
     return _png(fig)
 
 
+def _real_validation(rounds: list[dict[str, Any]]) -> str:
+    """The real-validation curve per round (validation.py) and its numbers."""
+    import matplotlib.pyplot as plt
+
+    arms = {
+        "seeds alone": "seeds",
+        "seeds + synthetic": "seeds_plus_synthetic",
+        "synthetic alone": "synthetic",
+    }
+    fig, ax = plt.subplots(figsize=(7, 3))
+    x = [r["requests"] for r in rounds]
+    for name, key in arms.items():
+        ax.plot(x, [r[key] for r in rounds], marker="o", label=name)
+    ax.set_xlabel("requests generated (one point per round)")
+    ax.set_ylabel("accuracy on held-out seeds")
+    ax.legend()
+    rows = [[r["round"], r.get("kind", ""), r["requests"], *(r[k] for k in arms.values())] for r in rounds]
+    return _png(fig) + _table(["round", "kind", "requests", *arms], rows)
+
+
 def _diversity(diversity: dict[str, Any]) -> str:
     keys = ["count", "mean_words", "distinct_2", "compression_ratio", "mean_cosine_distance", "vendi"]
     out = _table(["scope", *keys], [["dataset", *(diversity.get("dataset", {}).get(k, "") for k in keys)]])
@@ -222,6 +242,13 @@ def write_report(run: RunDir, manifest: dict[str, Any]) -> Path:
         ("Nearest duplicates", _duplicates(records)),
         ("Samples", _samples(records, int(manifest.get("seed", 0)))),
     ]
+    summary = (
+        json.loads((run.path / "summary.json").read_text()) if (run.path / "summary.json").exists() else {}
+    )
+    if summary.get("real_validation"):
+        sections.insert(
+            1, ("Real validation (held-out seed examples)", _real_validation(summary["real_validation"]))
+        )
     judged = _judge(kept)
     if judged is not None:
         sections.insert(4, ("Judge scores", judged))

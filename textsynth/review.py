@@ -116,14 +116,20 @@ def apply_sheet(run: RunDir, pipeline: Pipeline, records: list[Record], sheet: P
     return counts
 
 
-def carry_decisions(previous: list[Record], records: list[Record]) -> int:
+def carry_decisions(previous: list[Record], records: list[Record]) -> tuple[int, int]:
     """Apply the review and decontamination decisions of an earlier `records.jsonl` to a rebuild
-    (which starts again from the shards); returns how many records got one."""
+    (which starts again from the shards), each only to the text it was made on: a record whose
+    text changed (an edited template, a new seed) goes back to review. Returns how many records
+    got a decision and how many lost one to a new text."""
     before = {r.id: r for r in previous}
-    carried = 0
+    carried = changed = 0
     for record in records:
         old = before.get(record.id)
         if old is None:
+            continue
+        decided = bool(old.fields.get("review")) or "contaminated" in old.reasons
+        if old.text != record.text:
+            changed += decided
             continue
         review = old.fields.get("review")
         if review:
@@ -134,8 +140,8 @@ def carry_decisions(previous: list[Record], records: list[Record]) -> int:
                 record.label = old.label
         if "contaminated" in old.reasons:
             record.reject("contaminated")
-        carried += bool(review) or "contaminated" in old.reasons
-    return carried
+        carried += decided
+    return carried, changed
 
 
 def add_review_step(run: RunDir, records: list[Record]) -> None:

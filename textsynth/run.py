@@ -204,6 +204,16 @@ class RunDir:
                             dest.parent.mkdir(parents=True, exist_ok=True)
                             shutil.copyfile(src, dest)
 
+    def snapshot_seeds(self, source: Path) -> Path:
+        """Copy the seed-example file (or saved dataset folder) into `seeds/`: resume reads this
+        copy, so editing the file after the run started cannot change its prompts."""
+        with atomic_dir(self.path / "seeds") as tmp:
+            if source.is_dir():
+                shutil.copytree(source, tmp / source.name)
+            else:
+                shutil.copyfile(source, tmp / source.name)
+        return self.path / "seeds" / source.name
+
     def read_plan(self) -> set[str] | None:
         return set(self.plan_path.read_text(encoding="utf-8").split()) if self.plan_path.exists() else None
 

@@ -11,27 +11,45 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from textsynth.config import Attribute, Pipeline, SeedExamples, Value
 from textsynth.errors import ConfigError
-from textsynth.readers import RealData, read_real
+from textsynth.readers import YAML_KEYS, RealData, read_real
+from textsynth.validation import seed_folds
 
 
 @dataclass
 class SeedPool:
     data: RealData
+    hold_out: bool = False  # labeled rows split in folds (validation.py): exemplars from one fold
+
+    def __post_init__(self) -> None:
+        labels = self.data.labels
+        self.folds = seed_folds(labels) if self.hold_out and labels else None
 
     @property
     def texts(self) -> list[str]:
         return self.data.texts
 
-    def exemplars(self, label: str, seed: int, k: int) -> list[int]:
-        """Row numbers of k seed texts of `label` (all rows when the data has no labels)."""
+    def exemplars(
+        self, label: str, seed: int, k: int, fold: int | None = None, prefer: Sequence[int] = ()
+    ) -> list[int]:
+        """Row numbers of k seed texts of `label` (all rows when the data has no labels), from
+        `fold` only when the rows are split in folds, those in `prefer` first."""
         labels = self.data.labels
         rows = [i for i, lab in enumerate(labels or self.texts) if labels is None or lab == label]
-        return sorted(random.Random(seed).sample(rows, min(k, len(rows))))
+        if self.folds is not None and fold is not None:
+            rows = [i for i in rows if self.folds[i] == fold] or rows
+        rng = random.Random(seed)
+        first = [i for i in rows if i in set(prefer)]
+        if not first:
+            return sorted(rng.sample(rows, min(k, len(rows))))
+        take = rng.sample(first, min(k, len(first)))
+        rest = [i for i in rows if i not in take]
+        return sorted(take + rng.sample(rest, min(k - len(take), len(rest))))
 
     def target_words(self, seed: int) -> int:
         """The word count of one seed text drawn with `seed`: asking each record for the length
@@ -59,8 +77,9 @@ def load_seeds(pipeline: Pipeline, pipeline_path: Path | None) -> SeedPool | Non
         config.label_col,
         config.label_map,
         columns=config.taxonomy_columns,
+        names=YAML_KEYS,
     )
-    return SeedPool(data)
+    return SeedPool(data, hold_out=config.hold_out)
 
 
 def with_seed_taxonomy(pipeline: Pipeline, pool: SeedPool | None) -> Pipeline:

@@ -32,6 +32,8 @@ class PlannedExample:
     attributes: dict[str, str]
     occurrence: int
     seed: int
+    contrast: tuple[str, ...] = ()  # labels its guidance contrasts with (the loop's); () = the default
+    exemplar_rows: tuple[int, ...] = ()  # seed rows its exemplars are drawn from first (the loop's)
 
     @property
     def leaf(self) -> str:
@@ -248,12 +250,16 @@ def plan(pipeline: Pipeline, template_key: str) -> list[PlannedExample]:
 
 
 def top_up(
-    pipeline: Pipeline, template_key: str, deficits: dict[str, list[dict[str, str]]], round_no: int
+    pipeline: Pipeline,
+    template_key: str,
+    deficits: dict[str, list[dict[str, str]]],
+    round_no: int,
+    stage: str = "top-up",
 ) -> list[PlannedExample]:
     """New requests for labels below quota: same label and leaves as the rejected ones, new ids and seeds."""
     planned = []
     for label, leaves in deficits.items():
         for i, attrs in enumerate(leaves):
-            rid = stable_hash(label, leaf_key(attrs), template_key, f"top-up {round_no}", i)[:16]
+            rid = stable_hash(label, leaf_key(attrs), template_key, f"{stage} {round_no}", i)[:16]
             planned.append(PlannedExample(rid, label, dict(attrs), i, derived_seed(pipeline.seed, rid)))
     return planned

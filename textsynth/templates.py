@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from textsynth.errors import TemplateError
 from textsynth.sandbox import PromptLoader, Sandbox
 from textsynth.seeds import SeedPool
 from textsynth.taxonomy import PlannedExample, attribute_order, derived_seed
+from textsynth.validation import record_fold
 
 MATERIAL_WORDS = 20  # an inserted value this long is material to work from, not instruction
 MASK = "\n\n"  # what masked material leaves: a break no word run or sentence crosses
@@ -31,6 +33,16 @@ def prompt_dirs(pipeline_path: Path | None) -> list[Path]:
     base = pipeline_path.resolve().parent if pipeline_path else Path.cwd()
     found = [d for d in (base / "prompts", base.parent / "prompts") if d.is_dir()]
     return found or [Path.cwd() / "prompts"]
+
+
+def _guarded(ast: jinja2.nodes.Template) -> set[str]:
+    """Variables the template tests with `is defined` / `is undefined`: it expects them to be
+    missing for some requests, and rendering still names any it uses unguarded."""
+    return {
+        test.node.name
+        for test in ast.find_all(jinja2.nodes.Test)
+        if test.name in ("defined", "undefined") and isinstance(test.node, jinja2.nodes.Name)
+    }
 
 
 def available_variables(pipeline: Pipeline) -> set[str]:
@@ -113,7 +125,7 @@ class PromptTemplates:
             compiled = self.env.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{filename}:{exc.lineno}: template syntax error: {exc.message}") from None
-        unknown = sorted(meta.find_undeclared_variables(ast) - allowed)
+        unknown = sorted(meta.find_undeclared_variables(ast) - allowed - _guarded(ast))
         if unknown and unknown[0] in later:
             raise TemplateError(
                 f"{filename}: uses {unknown[0]!r}, which a later step produces (move that step before "
@@ -140,7 +152,8 @@ class PromptTemplates:
         config = self.pipeline.seed_examples
         if self.seeds is None or config is None:
             return []
-        return self.seeds.exemplars(example.label, derived_seed(example.seed, "exemplars"), config.k)
+        seed, fold = derived_seed(example.seed, "exemplars"), record_fold(example.id)
+        return self.seeds.exemplars(example.label, seed, config.k, fold, example.exemplar_rows)
 
     def target_words(self, example: PlannedExample) -> int | None:
         """The length this record's prompt asks for: one seed text's, drawn with its own seed."""
@@ -162,18 +175,19 @@ class PromptTemplates:
             )
         return ctx
 
-    def render_negative(
-        self, example: PlannedExample, extra: dict[str, object] | None = None
-    ) -> list[dict[str, str]] | None:
-        """The guidance prompt: this request rendered for another label (its exemplars included).
-
-        With more than two labels the other one is drawn with the record's own seed.
-        """
+    def render_negatives(
+        self, example: PlannedExample, count: int | None = None, extra: dict[str, object] | None = None
+    ) -> tuple[list[dict[str, str]], ...]:
+        """The guidance prompts: this request rendered for each label it is contrasted with (their
+        exemplars included): the loop's choice, else every other label, or `count` of them drawn
+        with the record's seed."""
         others = [lab.name for lab in self.pipeline.labels if lab.name != example.label]
-        if not others:
-            return None
-        other = others[derived_seed(example.seed, "guidance") % len(others)]
-        return self.render(dataclasses.replace(example, label=other), extra)
+        if example.contrast:
+            others = [o for o in others if o in example.contrast]
+        elif count is not None and count < len(others):
+            rng = random.Random(derived_seed(example.seed, "guidance"))
+            others = sorted(rng.sample(others, count), key=others.index)
+        return tuple(self.render(dataclasses.replace(example, label=other), extra) for other in others)
 
     def instruction(self, example: PlannedExample, extra: dict[str, object] | None = None) -> str:
         """The user message with long inserted material (a passage, an earlier step's output)

@@ -15,16 +15,16 @@ from textsynth.errors import ConfigError
 class Request:
     """One prompt to complete; `seed` alone decides its random choices.
 
-    `negative` is the guidance prompt (the same request naming another label), decoded beside it
-    when `guidance_scale` > 1. `schema` is the JSON schema a JSON step's completion must fit;
-    every backend constrains decoding to it, so the completion parses. `target_words` is the
-    length the prompt asked for, which `length_push` holds the text to.
+    `negatives` are the guidance prompts (the same request naming each label it is contrasted
+    with), decoded beside it when `guidance_scale` > 1. `schema` is the JSON schema a JSON step's
+    completion must fit; every backend constrains decoding to it, so the completion parses.
+    `target_words` is the length the prompt asked for, which `length_push` holds the text to.
     """
 
     id: str
     messages: list[dict[str, str]]
     seed: int
-    negative: list[dict[str, str]] | None = None
+    negatives: tuple[list[dict[str, str]], ...] = ()
     schema: dict[str, Any] | None = None
     target_words: int | None = None
 
@@ -35,6 +35,12 @@ class Completion:
     text: str
     tokens: int
     finish_reason: Literal["stop", "length"]
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """The text before the first of the stop strings (a backend may run past one)."""
+    ends = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(ends)] if ends else text
 
 
 def opening(messages: list[dict[str, str]]) -> str:

@@ -10,10 +10,11 @@ What `model.generate` leaves on the table on a CPU, and what this loop does inst
 - sampling sorts the whole vocabulary → top-k first, then top-p, then seeded Gumbel-max
   (sampling.py), which also makes each row's sample independent of its batch.
 
-Classifier-free guidance (Sanchez et al., 2023): an item may carry a second prompt (the same
-request naming another label). Its row is its primary's `partner`, receives the primary's
-tokens, and ends with it (or leaves after `guidance_tokens`); the primary samples from
-other + γ·(own − other) in log-probs.
+Classifier-free guidance (Sanchez et al., 2023): an item may carry guidance prompts (the same
+request naming each other label it is contrasted with). Their rows are its primary's
+`partners`, receive the primary's tokens, and end with it (or leave after `guidance_tokens`);
+the primary samples from other + γ·(own − other) in log-probs, `other` the mean over its
+partners (CorrSynth, Kowshik et al. 2024: contrast every other label at once).
 
 Grammar-constrained rows (grammar.py): a row may carry a matcher; before sampling, every token
 its grammar forbids is masked to -inf, the sampled token advances it, and the row ends as soon as
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -47,14 +48,14 @@ class Row:
     seed: int
     tokens: list[int]
     guide: bool = False  # a guidance row: follows its primary, never sampled itself
-    partner: Row | None = None  # a primary's guidance row, while they decode together
+    partners: list[Row] = field(default_factory=list)  # a primary's guidance rows, while they decode
     grammar: RowGrammar | None = None  # constrains what this (primary) row may sample
     target: int | None = None  # words after which the length push starts (primary rows)
     words: int = 0  # words sampled so far, counted when a length push is on
 
 
 Item = tuple[object, int, list[int]]  # (key, seed, prompt ids)
-GuidedItem = tuple[object, int, list[int], list[int] | None]  # … and the guidance prompt's ids
+GuidedItem = tuple[object, int, list[int], list[list[int]]]  # … and its guidance prompts' ids
 
 
 @dataclass
@@ -243,9 +244,12 @@ class DecodeLoop:
         logits = self._forward(ids, attention, positions, cache)
         flags = guides or [False] * len(items)
         rows = [Row(key, seed, [], guide) for (key, seed, _), guide in zip(items, flags)]
-        for primary, row in zip(rows, rows[1:]):
-            if row.guide:  # a guidance row is prefilled right after its primary
-                primary.partner = row
+        primary: Row | None = None
+        for row in rows:  # guidance rows are prefilled right after their primary
+            if row.guide and primary is not None:
+                primary.partners.append(row)
+            elif not row.guide:
+                primary = row
         return Active(rows, cache, attention, positions[:, -1:] + 1, logits)
 
     def _merge(self, a: Active | None, b: Active) -> Active:
@@ -305,30 +309,26 @@ class DecodeLoop:
         plen = common_prefix(all_prompts)
         return self._prefill(items, self._prefix_cache(all_prompts[0][:plen]), plen).logits
 
-    @torch.inference_mode()
-    def tail_logits(self, items: list[Item], keep: int) -> torch.Tensor:
-        """Logits at the last `keep` positions of each (left-padded) sequence: (rows, keep, vocab)."""
-        device = self.model.device
-        width = max(len(ids) for _, _, ids in items)
-        ids = torch.tensor([[self.pad_id] * (width - len(s)) + s for _, _, s in items], device=device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for _, _, s in items], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep)
-        return out.logits
-
     @staticmethod
     def _guided(active: Active, scale: float, slot: dict[int, int]) -> tuple[list[int], torch.Tensor]:
         """Indices of the primary rows and the logits they sample from; `slot`: row id → index."""
         primary = [i for i, r in enumerate(active.rows) if not r.guide]
-        partnered = [i for i in primary if active.rows[i].partner is not None]
+        partnered = [i for i in primary if active.rows[i].partners]
         if not partnered:
             return primary, active.logits[primary] if len(primary) < len(active.rows) else active.logits
         # other + γ·(own − other) in log-probs differs from the same in logits by a constant per
         # row, which top-k, top-p, the temperature and the Gumbel-max sample all ignore: no
         # log-softmax over the vocabulary (2–3 % of a guided decode's profile)
         logits = active.logits.float()
-        own, other = logits[partnered], logits[[slot[id(active.rows[i].partner)] for i in partnered]]
-        logits[partnered] = other + scale * (own - other)
+        # the mean of the partners' logits: a sum over each primary's rows, divided by their count
+        # (one partner: exactly its logits, as with a single guidance row)
+        owner = [k for k, i in enumerate(partnered) for _ in active.rows[i].partners]
+        rows = [slot[id(p)] for i in partnered for p in active.rows[i].partners]
+        sums = logits.new_zeros(len(partnered), logits.shape[1])
+        sums.index_add_(0, torch.tensor(owner, device=logits.device), logits[rows])
+        counts = torch.tensor([len(active.rows[i].partners) for i in partnered], device=logits.device)
+        other = sums / counts[:, None].to(sums.dtype)
+        logits[partnered] = other + scale * (logits[partnered] - other)
         return primary, logits[primary]
 
     @torch.inference_mode()
@@ -338,19 +338,21 @@ class DecodeLoop:
         params: GenerationParams,
         constrain: Callable[[object], RowGrammar | None] | None = None,
         push: LengthPush | None = None,
+        stops: frozenset[int] = frozenset(),
     ) -> Iterator[tuple[object, list[int], bool]]:
         """Yield (key, tokens, stopped_on_eos) per item as rows end.
 
-        items: (key, seed, prompt ids, guidance prompt ids or None); guidance rows are decoded only
+        items: (key, seed, prompt ids, guidance prompts' ids); guidance rows are decoded only
         when `params.guidance_scale` > 1 and count toward the batch size. `constrain` gives an
         item's key a fresh grammar matcher, or None for free decoding; `push` gives it a target
-        length and pushes rows past it toward a sentence end.
+        length and pushes rows past it toward a sentence end; a token of `stops` (one whose text
+        holds a stop string) ends its row like the stop token, and is kept in its tokens.
         """
         guided = params.guidance_scale != 1
         horizon = params.guidance_tokens or params.max_new_tokens
         units = [
-            [((key, seed, ids), False)] + ([((key, seed, neg), True)] if guided and neg else [])
-            for key, seed, ids, neg in items
+            [((key, seed, ids), False)] + ([((key, seed, neg), True) for neg in negs] if guided else [])
+            for key, seed, ids, negs in items
         ]
         plen = common_prefix([ids for unit in units for (_, _, ids), _ in unit])
         prefix = self._prefix_cache(units[0][0][0][2][:plen]) if units else []
@@ -391,14 +393,15 @@ class DecodeLoop:
                     if push.closes(row, t) and len(row.tokens) < params.max_new_tokens:
                         row.tokens.append(push.stop)  # ends here, like a grammar's forced stop
                         t = push.stop
-                if t in self.eos_set or len(row.tokens) >= params.max_new_tokens:
-                    yield row.key, row.tokens, t in self.eos_set
+                if t in self.eos_set or t in stops or len(row.tokens) >= params.max_new_tokens:
+                    yield row.key, row.tokens, t in self.eos_set or t in stops
                     continue
                 keep[i] = t
-                if row.partner is not None and len(row.tokens) < horizon:
-                    keep[slot[id(row.partner)]] = t
+                if row.partners and len(row.tokens) < horizon:
+                    for partner in row.partners:
+                        keep[slot[id(partner)]] = t
                 else:
-                    row.partner = None
+                    row.partners = []
             if not keep:
                 active = None
                 continue

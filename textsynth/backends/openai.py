@@ -42,6 +42,21 @@ def retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def choice_logprobs(top: list[dict[str, Any]], choices: Sequence[str]) -> np.ndarray:
+    """Each choice's log-probability from a server's top first tokens: a token counts for the one
+    choice it begins (a token that begins several, such as "n" for negative and neutral, tells
+    them apart not at all and counts for none); a choice no token begins gets the lowest listed
+    value minus 5."""
+    floor = min((t["logprob"] for t in top), default=0.0) - 5.0
+    out = np.full(len(choices), floor)
+    for t in top:
+        token = t["token"].strip().lower()
+        begun = [j for j, c in enumerate(choices) if token and c.lower().startswith(token)]
+        if len(begun) == 1:
+            out[begun[0]] = max(out[begun[0]], t["logprob"])
+    return out
+
+
 class OpenAIBackend(Backend):
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -61,6 +76,7 @@ class OpenAIBackend(Backend):
             "max_tokens": params.max_new_tokens,
             "temperature": params.temperature,
             "top_p": params.top_p,
+            **({"stop": params.stop} if params.stop else {}),
             "seed": req.seed % 2**31,
         }
         if params.top_k and self.config.send_top_k:
@@ -103,9 +119,17 @@ class OpenAIBackend(Backend):
             attempt += 1
 
     def _completion(self, req: Request, data: dict[str, Any]) -> Completion:
-        choice = data["choices"][0]
-        text = (choice["message"]["content"] if self.config.api == "chat" else choice["text"]) or ""
-        tokens = int((data.get("usage") or {}).get("completion_tokens") or len(text.split()))
+        """The completion in a server's answer; an answer of another shape is a one-line error
+        (the server's fault, not a bug here)."""
+        try:
+            choice = data["choices"][0]
+            text = (choice["message"]["content"] if self.config.api == "chat" else choice["text"]) or ""
+            tokens = int((data.get("usage") or {}).get("completion_tokens") or len(text.split()))
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(
+                f"{self.url}: malformed response ({type(exc).__name__}: {exc}); finished records are "
+                "saved, check the server and run the same command again"
+            ) from None
         reason = "length" if choice.get("finish_reason") == "length" else "stop"
         return Completion(req.id, text, tokens, reason)
 
@@ -172,12 +196,5 @@ class OpenAIBackend(Backend):
                 top = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
             except (KeyError, IndexError, TypeError):
                 raise NotImplementedError(f"{self.url} returned no logprobs") from None
-            floor = min((t["logprob"] for t in top), default=0.0) - 5.0
-            for j, choice in enumerate(choices):
-                found = [
-                    t["logprob"]
-                    for t in top
-                    if t["token"].strip() and choice.lower().startswith(t["token"].strip().lower())
-                ]
-                out[i, j] = max(found, default=floor)
+            out[i] = choice_logprobs(top, choices)
         return out

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 from textsynth.backends.base import Backend, Completion, Request, opening
 from textsynth.backends.decode import DecodeLoop, Item
@@ -42,6 +43,7 @@ class TransformersBackend(Backend):
         self._cache_arg = "cache" if "cache" in forward_args else "past_key_values"
         self._grammars: Grammars | None = None
         self._push: LengthPush | None = None
+        self._stops: dict[tuple[str, ...], frozenset[int]] = {}
 
     @property
     def vocab_size(self) -> int:
@@ -104,19 +106,49 @@ class TransformersBackend(Backend):
                 logp = torch.log_softmax(logits.float(), dim=-1)[:, firsts.to(logits.device)]
                 out[[i for i, _, _ in batch]] = logp.cpu().numpy()
             return out
-        width = len(choices)
-        pairs = ((i * width + j, 0, p + c) for i, p in enumerate(encoded) for j, c in enumerate(choice_ids))
-        full = sorted(pairs, key=lambda r: len(r[2]))
-        totals = np.zeros(len(full))
-        for batch in self._padded_batches(full):
-            lens = [len(choice_ids[key % len(choices)]) for key, _, _ in batch]
-            logits = loop.tail_logits(batch, max(lens) + 1)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            for row, ((key, _, ids), m) in enumerate(zip(batch, lens)):
-                targets = torch.tensor(ids[-m:], device=logp.device)
-                steps = logp[row, -(m + 1) : -1]
-                totals[key] = float(steps.gather(-1, targets[:, None]).sum())
-        return totals.reshape(len(prompts), len(choices))
+        # choices that share a first token (intents such as top_up_failed, top_up_limits): each
+        # prompt is prefilled once and every choice continues from its KV cache
+        rows = sorted(((i, 0, ids) for i, ids in enumerate(encoded)), key=lambda r: len(r[2]))
+        out = np.zeros((len(prompts), len(choices)))
+        per_batch = max(1, self.batch_size // len(choices))
+        for start in range(0, len(rows), per_batch):
+            batch = rows[start : start + per_batch]
+            out[[i for i, _, _ in batch]] = self._continuations(batch, choice_ids)
+        return out
+
+    def _continuations(self, batch: list[Item], choice_ids: list[list[int]]) -> np.ndarray:
+        """(prompts, choices) log-likelihood of each choice after each prompt of `batch`: the
+        prompts are prefilled once (left-padded), their cache repeated once per choice, and the
+        choices (right-padded) run as one continuation of every prompt."""
+        model, device = self.loaded.model, self.loaded.model.device
+        width = max(len(ids) for _, _, ids in batch)
+        pad = self.loaded.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for _, _, s in batch], device=device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for _, _, s in batch], device=device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=model.config)
+        kwargs = {self._cache_arg: cache, "use_cache": True}
+        first = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+        first_logp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # predicts each first token
+        n = len(choice_ids)
+        cache.batch_repeat_interleave(n)
+        longest = max(len(c) for c in choice_ids)
+        tails = torch.tensor([c + [pad] * (longest - len(c)) for c in choice_ids] * len(batch), device=device)
+        tail_mask = torch.tensor([[1] * len(c) + [0] * (longest - len(c)) for c in choice_ids] * len(batch))
+        attention = torch.cat([mask.repeat_interleave(n, dim=0), tail_mask.to(device)], dim=1)
+        tail_pos = positions[:, -1:].repeat_interleave(n, dim=0) + 1 + torch.arange(longest, device=device)
+        logits = model(input_ids=tails, attention_mask=attention, position_ids=tail_pos, **kwargs).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)  # position t predicts choice token t + 1
+        out = np.zeros((len(batch), n))
+        for b in range(len(batch)):
+            for j, choice in enumerate(choice_ids):
+                row = b * n + j
+                total = first_logp[b, choice[0]]
+                if len(choice) > 1:
+                    rest = torch.tensor(choice[1:], device=device)
+                    total = total + logp[row, : len(choice) - 1].gather(-1, rest[:, None]).sum()
+                out[b, j] = float(total)
+        return out
 
     def _grammar(self, request: object) -> RowGrammar | None:
         """A matcher for a request with a schema; the tokenizer is indexed on first use."""
@@ -139,15 +171,27 @@ class TransformersBackend(Backend):
             self._push = dataclasses.replace(self._push, scale=scale)  # the same token index
         return self._push
 
+    def _stop_ids(self, stop: list[str]) -> frozenset[int]:
+        """Tokens whose text holds a stop string: sampling one ends the row (`answers` then cuts the
+        text there). A stop string split over several tokens is cut from the text at the end."""
+        key = tuple(stop)
+        if key not in self._stops:
+            tok = self.loaded.tokenizer
+            texts = tok.batch_decode([[i] for i in range(len(tok))]) if stop else []
+            self._stops[key] = frozenset(i for i, t in enumerate(texts) if any(s in t for s in stop))
+        return self._stops[key]
+
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
         loop = self._loop()
         guided = params.guidance_scale != 1
         items = [
-            (r, r.seed, ids, self.encode(r.negative) if guided and r.negative else None) for r, ids in encoded
+            (r, r.seed, ids, [self.encode(neg) for neg in r.negatives] if guided else [])
+            for r, ids in encoded
         ]
         push = self._length_push(params.length_push)
-        for request, tokens, stopped in loop.run(items, params, self._grammar, push):
-            body = tokens[:-1] if stopped else tokens
+        stops = self._stop_ids(params.stop)
+        for request, tokens, stopped in loop.run(items, params, self._grammar, push, stops):
+            body = tokens[:-1] if stopped and tokens[-1] not in stops else tokens
             text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
             yield Completion(request.id, text, len(tokens), "stop" if stopped else "length")

@@ -67,6 +67,7 @@ class VLLMBackend(Backend):
             max_tokens=params.max_new_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
+            stop=params.stop or None,
             top_k=params.top_k or -1,
             seed=seed,
             **extra,

@@ -21,13 +21,15 @@ from textsynth.quality.filters import JudgeFilter, build_filters
 from textsynth.quality.labelcheck import LabelCheck, Scorer
 from textsynth.quality.privacy import Privacy
 from textsynth.records import Record
+from textsynth.taxonomy import derived_seed
 
 Embedder = Callable[[list[str]], np.ndarray]
 
 
-def by_id(record: Record) -> str:
-    """The quota's order without a judge: ids are hashes, so this is a seeded random choice."""
-    return record.id
+def seeded(seed: int) -> Callable[[Record], int]:
+    """The quota's order without a judge: a hash of the pipeline seed and the record id, so a
+    random choice that another pipeline seed makes differently."""
+    return lambda record: derived_seed(seed, "quota", record.id)
 
 
 Order = Callable[[Record], Any]  # a sort key: the quota keeps each label's first records by it
@@ -37,9 +39,9 @@ def select_quota(records: list[Record], quotas: dict[str, int], order: Order) ->
     """Keep at most each label's planned count (plan-ahead and top-up may overshoot).
 
     With a judge the build keeps the best-judged first (`quality_rank`); without one it drops the
-    extras `by_id`: keeping the label check's most confident texts trains worse classifiers on
-    real data (it drops the informative hard cases), and keeping its least confident ones costs
-    restaurant_reviews' TF-IDF classifier (benchmarks/RESULTS.md).
+    extras in a `seeded` random order: keeping the label check's most confident texts trains
+    worse classifiers on real data (it drops the informative hard cases), and keeping its least
+    confident ones costs restaurant_reviews' TF-IDF classifier (benchmarks/RESULTS.md).
     """
     by_label: dict[str, list[Record]] = defaultdict(list)
     for r in records:
@@ -73,7 +75,10 @@ def run_quality(
         groups.append(("judged", [JudgeFilter(j.min_score or 0.0, list(j.criteria)) for j in judges]))
     if q.label_check.enabled and pipeline.labels:
         groups.append(
-            ("label_confirmed", [LabelCheck(pipeline, q.label_check, backend(), embedder, pipeline.seed)])
+            (
+                "label_confirmed",
+                [LabelCheck(pipeline, q.label_check, backend(), embedder, pipeline.seed)],
+            )
         )
     groups.append(("unique", [Dedup(q.dedup, embedder)]))
     if seeds:
@@ -89,7 +94,7 @@ def run_quality(
         funnel.record_reasons(step, reasons)
     before = Counter(r.id for r in records if r.status == "kept")
     judged = any(s.judge is not None for s in pipeline.steps)
-    select_quota(records, quotas, quality_rank if judged else by_id)
+    select_quota(records, quotas, quality_rank if judged else seeded(pipeline.seed))
     funnel.snapshot("selected", records)
     funnel.record_reasons("selected", Counter({"over_quota": len(before) - funnel.total["selected"]}))
     return records, funnel, stages
