@@ -115,8 +115,8 @@ def report(runs: list[Path], half: str, draws: int = 2000) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> None:
-    from textsynth.config import load_pipeline
     from textsynth.pipeline import run_build
+    from textsynth.pipeline_file import load_pipeline
 
     runs = []
     for seed in args.seeds:
@@ -155,9 +155,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    sub = parser.add_subparsers(dest="command", required=True)
     half = {"default": "tune.csv", "help": "tune.csv (tuning) or confirm.csv (confirming a decision)"}
-    b = sub.add_parser("build")
+    commands = parser.add_subparsers(dest="command", required=True)
+    e = commands.add_parser("evaluate")
+    e.add_argument("runs", nargs="+")
+    e.add_argument("--half", **half)
+    b = commands.add_parser("build")
     b.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     b.add_argument("--n", type=int, default=300)
     b.add_argument("--pipeline", type=Path, default=PIPELINE, help="another pipeline on the same labels")
@@ -165,9 +168,6 @@ def main() -> None:
     b.add_argument("--out", default="runs/augment")
     b.add_argument("--cache", default=None, help="a completion cache shared by arms (same requests reused)")
     b.add_argument("--half", **half)
-    e = sub.add_parser("evaluate")
-    e.add_argument("runs", nargs="+")
-    e.add_argument("--half", **half)
     args = parser.parse_args()
     if args.command == "build":
         cmd_build(args)

@@ -60,9 +60,10 @@ import transformers
 
 from textsynth.backends.base import Request
 from textsynth.backends.transformers import TransformersBackend
-from textsynth.config import GenerationParams, ModelConfig, load_pipeline
+from textsynth.config import GenerationParams, ModelConfig
 from textsynth.models import LoadedModel, default_gguf, identify, load_model, resolve_dtype
 from textsynth.pipeline import run_build
+from textsynth.pipeline_file import load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "pipelines" / "sentiment.yaml"

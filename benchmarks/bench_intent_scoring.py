@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from textsynth.backends.transformers import SCORE_TOKENS, TransformersBackend
-from textsynth.config import load_pipeline
+from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.labelcheck import zero_shot_prompt
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -43,9 +43,9 @@ from typing import Any
 import numpy as np
 import psutil
 
-from textsynth.config import DedupConfig
 from textsynth.embed import embed, load_encoder
 from textsynth.quality.dedup import Dedup, normalize, semantic_duplicates
+from textsynth.quality_config import DedupConfig
 from textsynth.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.servers import ServeProcess  # noqa: E402
-from textsynth.config import ModelConfig, load_pipeline  # noqa: E402
+from textsynth.config import ModelConfig  # noqa: E402
 from textsynth.models import identify  # noqa: E402
 from textsynth.pipeline import run_build  # noqa: E402
+from textsynth.pipeline_file import load_pipeline  # noqa: E402
 
 SENTIMENT = ROOT / "pipelines" / "sentiment.yaml"
 

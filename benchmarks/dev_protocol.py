@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from textsynth.config import FilterConfig, load_pipeline
 from textsynth.embed import embed
 from textsynth.evidence import SAME_SIZE, pooled, step_accuracy, step_table, survivors
+from textsynth.pipeline_file import load_pipeline
+from textsynth.quality_config import FilterConfig
 from textsynth.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,8 +258,8 @@ def cmd_variants(args: argparse.Namespace) -> None:
     """Each build's filtered records through the label check (zero-shot signal left out: it needs
     the model), dedup and the quota selection (seeded, as the build does, unless the variant
     orders it), once per variant."""
+    from textsynth.commands import open_run, recorded_pipeline
     from textsynth.embed import TextEmbedder
-    from textsynth.pipeline import open_run, recorded_pipeline
     from textsynth.quality.chain import Order, seeded, select_quota
     from textsynth.quality.dedup import Dedup
     from textsynth.quality.labelcheck import LabelCheck
@@ -344,11 +345,11 @@ def cmd_headroom(args: argparse.Namespace) -> None:
 
 
 def loss_rate(records: list[Record], label: str) -> float:
-    """The share of the records planned for `label` that `_loss` counts as lost, as the probe does."""
-    from textsynth.pipeline import PROBE_LABEL_CHECK_WEIGHT, _loss
+    """The share of the records planned for `label` that `probe_loss` counts as lost, as the probe does."""
+    from textsynth.quotas import PROBE_LABEL_CHECK_WEIGHT, probe_loss
 
     mine = [r for r in records if r.fields.get("relabelled_from", r.label) == label]
-    return sum(_loss(r, label, PROBE_LABEL_CHECK_WEIGHT) for r in mine) / max(len(mine), 1)
+    return sum(probe_loss(r, label, PROBE_LABEL_CHECK_WEIGHT) for r in mine) / max(len(mine), 1)
 
 
 def cmd_ahead(args: argparse.Namespace) -> None:

@@ -5,12 +5,18 @@ The embedded model is loaded once per pytest process (textsynth.models caches it
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from textsynth.pipeline import BuildResult, run_build
+from textsynth.threads import cores
+
+# Every build of the session, in this process or a CLI subprocess, on the same thread count: the
+# tests compare builds bit for bit, and the load-based count would differ between them.
+os.environ.setdefault("TEXTSYNTH_THREADS", str(cores()))
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTIMENT = ROOT / "pipelines" / "sentiment.yaml"

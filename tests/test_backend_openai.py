@@ -17,10 +17,11 @@ import yaml
 from tests.conftest import ROOT, SENTIMENT, copy_project
 from tests.servers import Flaky, LlamaCppServer, ServeProcess
 from textsynth.backends.openai import choice_logprobs
-from textsynth.config import ModelConfig, load_pipeline
+from textsynth.config import ModelConfig
 from textsynth.errors import ConfigError
 from textsynth.models import identify
 from textsynth.pipeline import resume_build, run_build
+from textsynth.pipeline_file import load_pipeline
 from textsynth.records import Record
 
 

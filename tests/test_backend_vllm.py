@@ -10,9 +10,9 @@ import torch
 import yaml
 
 from tests.conftest import SENTIMENT
-from textsynth.config import load_pipeline
 from textsynth.errors import ModelError
 from textsynth.pipeline import prepare, run_build
+from textsynth.pipeline_file import load_pipeline
 
 HAS_GPU_VLLM = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
 

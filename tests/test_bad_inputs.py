@@ -134,7 +134,8 @@ def _non_utf8_pipeline(project: Path) -> list[str]:
 
 def _fake_run(project: Path, status: str = "rejected") -> Path:
     """A run directory written by hand: manifest with the shipped config, records that failed."""
-    from textsynth.config import SCHEMA_VERSION, load_pipeline
+    from textsynth.config import SCHEMA_VERSION
+    from textsynth.pipeline_file import load_pipeline
 
     run = project / "runs" / "done"
     run.mkdir(parents=True)

@@ -10,10 +10,10 @@ import pytest
 
 from textsynth.backends.base import Completion
 from textsynth.cache import CompletionCache
-from textsynth.config import load_pipeline
 from textsynth.generate import request_fingerprint
 from textsynth.models import ModelIdentity
 from textsynth.pipeline import prepare, run_build
+from textsynth.pipeline_file import load_pipeline
 
 from .conftest import SENTIMENT, edit_pipeline
 

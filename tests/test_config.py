@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from textsynth.config import load_pipeline
 from textsynth.errors import ConfigError
+from textsynth.pipeline_file import load_pipeline
 
 
 def _edit(project, old: str, new: str):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from textsynth.config import DedupConfig
 from textsynth.embed import TextEmbedder
 from textsynth.quality.dedup import Dedup, rethreshold
+from textsynth.quality_config import DedupConfig
 from textsynth.records import Record
 
 EMBED = TextEmbedder()

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from textsynth.config import SCHEMA_VERSION, load_pipeline
+from textsynth.config import SCHEMA_VERSION
+from textsynth.pipeline_file import load_pipeline
 
 from .conftest import ROOT, SENTIMENT
 from .helpers import cli, one_line

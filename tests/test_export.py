@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from textsynth.card import _kind
 from textsynth.cli import app
-from textsynth.config import load_pipeline
 from textsynth.export import SPLITS, assign_splits
+from textsynth.pipeline_file import load_pipeline
 from textsynth.records import Record
 
 from .conftest import REAL_DATA, SENTIMENT

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from textsynth.config import FilterConfig
 from textsynth.quality.filters import (
     EchoFilter,
     FormFilter,
@@ -18,6 +17,7 @@ from textsynth.quality.filters import (
     build_filters,
     find_pii,
 )
+from textsynth.quality_config import FilterConfig
 from textsynth.records import Record
 
 from .conftest import REAL_DATA

@@ -16,8 +16,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from textsynth.backends.transformers import TransformersBackend
-from textsynth.config import load_pipeline
 from textsynth.embed import TextEmbedder
+from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.labelcheck import LabelCheck, label_issues
 from textsynth.records import Record
 

@@ -7,9 +7,10 @@ from collections import Counter
 
 import datasets
 
-from textsynth.config import load_pipeline
-from textsynth.pipeline import _ahead, _deficits, _probe, prepare, run_build
+from textsynth.pipeline import prepare, run_build
+from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.chain import seeded, select_quota
+from textsynth.quotas import plan_ahead, probe_of, top_up_leaves
 from textsynth.records import Record
 from textsynth.taxonomy import label_counts
 
@@ -79,7 +80,7 @@ def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built15
     """The 150-example build checked its first batch and planned extras for what it lost there;
     the summary has the wall time per phase."""
     summary = json.loads((built150.run_dir / "summary.json").read_text())
-    probe = _probe(prepare(SENTIMENT, n=150, seed=5).planned, load_pipeline(SENTIMENT))
+    probe = probe_of(prepare(SENTIMENT, n=150, seed=5).planned, load_pipeline(SENTIMENT))
     assert Counter(ex.label for ex in probe) == {"positive": 21, "negative": 21, "neutral": 21}
     records = [json.loads(line) for line in (built150.run_dir / "records.jsonl").open()]
     assert summary["planned"] == len(records) >= 150 + summary["planned_ahead"]
@@ -103,7 +104,7 @@ def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
     records += [rec(f"n{i}", "neg", "c") for i in range(12)]
     moved = rec("m", "neg", "d")
     moved.fields["relabelled_from"] = "pos"  # planned positive, now negative: lost to positive
-    extra = _ahead([*records, moved], {"pos": 100, "neg": 100})
+    extra = plan_ahead([*records, moved], {"pos": 100, "neg": 100})
     # pos lost 3 · 0.8 (label check) + 0.8 (relabelled) + 1 (filter) = 4.2 of 14; pooled 4.2 of 26;
     # rates (4.2/14 + 4.2/26) / 2 = 0.231 and (0 + 4.2/26) / 2 = 0.081; requests whose survivors
     # reach 100 one binomial SD below their mean: 137 and 112 (the mean alone would ask 130 and 109)
@@ -111,7 +112,7 @@ def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
     lost_first = sorted(leaf["topic"] for leaf in extra["pos"][:5])
     assert lost_first == ["a", "a", "a", "d", "e"], "lost leaves first"
     clean = [rec(f"c{i}", "pos" if i % 2 else "neg", "c") for i in range(20)]
-    assert _ahead(clean, {"pos": 100, "neg": 100}) == {}, "a probe that lost nothing plans nothing"
+    assert plan_ahead(clean, {"pos": 100, "neg": 100}) == {}, "a probe that lost nothing plans nothing"
 
 
 def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first_and_a_margin():
@@ -126,13 +127,13 @@ def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first
     records += [Record(id=f"u{i}", label="neutral", attributes={"topic": "u"}, text="t") for i in range(21)]
     records[-1].reject("over_quota")  # passed, beyond the quota: one spare row
     quotas = {"positive": 20, "negative": 20, "neutral": 20}
-    asks = _deficits(records, quotas)
+    asks = top_up_leaves(records, quotas)
     # survival 2/3: 2 more survivors need 3 on average, 7 to reach 2 at two SDs below the mean
     assert len(asks["positive"]) == 7
     assert {leaf["topic"] for leaf in asks["positive"]} == {"lost"}, "the leaves that failed come first"
     # the round runs anyway: a label with no row to spare gets one, one with a spare row none
     assert len(asks["negative"]) == 1 and "neutral" not in asks
-    assert _deficits(records[27:], quotas) == {}, "no label short: no round, however thin the margins"
+    assert top_up_leaves(records[27:], quotas) == {}, "no label short: no round, however thin the margins"
 
 
 def test_the_quota_drops_extras_in_an_order_the_pipeline_seed_decides():

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from textsynth.config import SCHEMA_VERSION, load_pipeline
+from textsynth.config import SCHEMA_VERSION
+from textsynth.pipeline_file import load_pipeline
 from textsynth.records import Record
 from textsynth.run import RunDir
 

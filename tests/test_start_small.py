@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from tests.conftest import ROOT, SENTIMENT
 from textsynth.cli import app
+from textsynth.commands import apply_review
 from textsynth.errors import ConfigError, RunDirError
-from textsynth.pipeline import apply_review, prepare, run_build
+from textsynth.pipeline import prepare, run_build
 from textsynth.records import Record
 from textsynth.review import carry_decisions
 from textsynth.run import RunDir

@@ -12,12 +12,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from tests.conftest import ROOT, edit_pipeline
-from textsynth.config import load_pipeline
 from textsynth.errors import ConfigError, TemplateError
 from textsynth.generate import request_fingerprint
 from textsynth.models import identify
 from textsynth.parse import parse_json
 from textsynth.pipeline import prepare, resume_build, run_build
+from textsynth.pipeline_file import load_pipeline
 
 from .helpers import cli
 
@@ -97,7 +97,7 @@ def test_label_free_export_has_no_classlabel_and_fine_tuning_turns(instructions)
     assert [m["messages"][1]["content"] for m in trl] == [r["text"] for r in rows]
     alpaca = [json.loads(line) for line in (formats / f"{name}.alpaca.jsonl").read_text().splitlines()]
     assert alpaca[0] == {"instruction": rows[0]["instruction"], "input": "", "output": rows[0]["text"]}
-    from textsynth.pipeline import open_run
+    from textsynth.commands import open_run
     from textsynth.report import write_report
 
     assert "<h2>Judge scores</h2>" in write_report(*open_run(instructions.run_dir, "report on")).read_text()

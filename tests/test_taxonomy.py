@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from textsynth.cli import app
-from textsynth.config import load_pipeline
 from textsynth.errors import ConfigError
+from textsynth.pipeline_file import load_pipeline
 from textsynth.taxonomy import count_leaves, plan, split
 
 from .conftest import ROOT, SENTIMENT

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from textsynth.config import load_pipeline
 from textsynth.errors import ConfigError, TemplateError
 from textsynth.pipeline import prepare
+from textsynth.pipeline_file import load_pipeline
 
 
 def test_renders_chat_messages_with_taxonomy_values(project):

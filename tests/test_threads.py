@@ -34,8 +34,10 @@ def _other_build(registry: Path, mode: str) -> subprocess.Popen[str]:
 
 
 @pytest.fixture
-def restore_threads() -> Iterator[None]:
-    """claim_threads changes process-wide pools; give the rest of the session its threads back."""
+def restore_threads(monkeypatch) -> Iterator[None]:
+    """claim_threads changes process-wide pools; give the rest of the session its threads back.
+    The session's fixed thread count is lifted: these tests size threads by load and peers."""
+    monkeypatch.delenv("TEXTSYNTH_THREADS", raising=False)
     before = torch.get_num_threads()
     with threadpool_limits(limits=None):
         yield
@@ -97,3 +99,11 @@ def test_threads_fit_the_free_cores(tmp_path, restore_threads):
     assert 1 <= free_cores([]) <= cores()
     torch.set_num_threads(1)  # sized by someone else (a Ray actor): never raised
     assert claim_threads.__wrapped__(tmp_path) == torch.get_num_threads() == 1
+
+
+def test_a_fixed_thread_count_ignores_the_load(tmp_path, restore_threads, monkeypatch):
+    torch.set_num_threads(cores())
+    monkeypatch.setenv("TEXTSYNTH_THREADS", "1")
+    assert claim_threads.__wrapped__(tmp_path / "a") == torch.get_num_threads() == 1
+    monkeypatch.setenv("TEXTSYNTH_THREADS", "64")  # never above what torch has
+    assert claim_threads.__wrapped__(tmp_path / "b") == torch.get_num_threads() == 1

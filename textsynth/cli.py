@@ -7,23 +7,18 @@ traceback instead.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
-import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
-from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from textsynth.errors import ConfigError, Interrupted, describe
+from textsynth.cli_errors import user_errors
+from textsynth.cli_tables import funnel_table, summary_table
+from textsynth.errors import ConfigError
 from textsynth.validation import verdict
 
 app = typer.Typer(
@@ -31,7 +26,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Build labeled synthetic text datasets with a local language model.",
 )
-err_console = Console(stderr=True)
 
 
 @app.callback()
@@ -40,103 +34,6 @@ def _root() -> None:
 
 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")]
-
-
-class Signalled(KeyboardInterrupt):
-    """SIGTERM or SIGHUP outside the generation loop, raised like Ctrl-C's KeyboardInterrupt."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """SIGTERM and SIGHUP stop a command the way Ctrl-C does (the generation loop has its own)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Signalled(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def user_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn every expected failure into one line on stderr and exit code 2 (see errors.describe).
-
-    An interruption (Ctrl-C, SIGTERM, SIGHUP) exits 128 + the signal number after printing the
-    resume command; anything else is a bug and keeps its traceback.
-    """
-
-    @wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            with _signals_interrupt():
-                return command(*args, **kwargs)
-        except Interrupted as exc:
-            err_console.print(str(exc), highlight=False, soft_wrap=True, markup=False)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt as exc:  # outside generation: nothing unsaved is lost either
-            signum = getattr(exc, "signum", signal.SIGINT)
-            err_console.print(
-                f"interrupted by {signal.Signals(signum).name}: finished records are kept; "
-                "run the same command again to continue",
-                highlight=False,
-                soft_wrap=True,
-                markup=False,
-            )
-            raise typer.Exit(128 + signum) from None
-        except Exception as exc:
-            message = describe(exc)
-            if kwargs.get("debug"):
-                raise
-            if message is None:  # a bug: one line that says so, the traceback with --debug
-                where = "".join(traceback.format_exception(exc)[-2:-1]).strip().splitlines()[0]
-                err_console.print(
-                    f"[red]internal error (a bug in textsynth, please report it):[/red] "
-                    f"{escape(type(exc).__name__)}: {escape(str(exc))} at {escape(where)}; run the same "
-                    "command with --debug for the traceback",
-                    highlight=False,
-                    soft_wrap=True,
-                )
-                raise typer.Exit(1) from None
-            message = " ".join(message.split())  # one line, whatever the exception carried
-            err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
-
-
-def summary_table(summary: Any, run_dir: Path) -> Table:
-    table = Table(title=f"textsynth build → {run_dir}", show_header=True)
-    table.add_column("what")
-    table.add_column("value", justify="right")
-    table.add_row("planned", str(summary.planned))
-    table.add_row("generated now", str(summary.generated))
-    table.add_row("reused from run dir", str(summary.reused))
-    table.add_row("cache hits", str(summary.cached))
-    table.add_row("kept", str(summary.kept))
-    for reason, count in sorted(summary.rejected.items()):
-        table.add_row(f"rejected: {reason}", str(count))
-    for label, planned in summary.planned_labels.items():
-        table.add_row(f"label {label}", f"{summary.kept_labels.get(label, 0)} / {planned}")
-    for label, short in summary.shortfall.items():
-        table.add_row(f"short of quota: {label}", str(short))
-    table.add_row("top-up rounds", str(summary.top_up_rounds))
-    if summary.label_signals:
-        table.add_row("label check signals", ", ".join(summary.label_signals))
-    table.add_row("generated tokens", str(summary.gen.tokens))
-    table.add_row("generation time", f"{summary.gen.seconds:.1f} s")
-    table.add_row("examples/s", f"{summary.examples_per_s:.2f}")
-    table.add_row("wall time", f"{summary.wall_s:.1f} s")
-    return table
 
 
 class Executor(StrEnum):
@@ -151,21 +48,6 @@ LabelMapOpt = Annotated[
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress bar or table.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the summary as one JSON line on stdout.")]
-
-
-def funnel_table(funnel: Any) -> Table:
-    table = Table(title="funnel (kept after each step)")
-    labels = list(funnel.by_label["planned"])
-    table.add_column("step")
-    table.add_column("total", justify="right")
-    for label in labels:
-        table.add_column(label, justify="right")
-    table.add_column("rejected here")
-    for step in funnel.steps:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(funnel.reasons.get(step, {}).items()) if v)
-        row = [str(funnel.by_label[step].get(label, 0)) for label in labels]
-        table.add_row(step, str(funnel.total[step]), *row, reasons)
-    return table
 
 
 def _report(result: Any, quiet: bool, as_json: bool) -> None:
@@ -309,9 +191,9 @@ def export_cmd(
 
     Example: textsynth export runs/sentiment --splits 0.8,0.1,0.1 --with-metadata
     """
+    from textsynth.commands import export_run, open_run
     from textsynth.config import Pipeline
     from textsynth.export import FORMATS, ExportOptions, parse_ratios
-    from textsynth.pipeline import export_run, open_run
     from textsynth.readers import read_real
     from textsynth.run import RunDir
 
@@ -450,8 +332,8 @@ def preview(
     """
     import tempfile
 
-    from textsynth.config import load_pipeline
     from textsynth.pipeline import run_build
+    from textsynth.pipeline_file import load_pipeline
     from textsynth.run import RunDir
 
     if per_label < 1:
@@ -498,7 +380,7 @@ def review_export(
 
     Example: textsynth review export runs/sentiment
     """
-    from textsynth.pipeline import open_run
+    from textsynth.commands import open_run
     from textsynth.review import write_sheet
 
     run, _ = open_run(run_dir, "review")
@@ -518,7 +400,7 @@ def review_apply(
 
     Example: textsynth review apply runs/sentiment runs/sentiment/review/sheet.csv
     """
-    from textsynth.pipeline import apply_review
+    from textsynth.commands import apply_review
 
     counts, dataset = apply_review(run_dir, sheet)
     Console().print(
@@ -538,7 +420,7 @@ def report(
 
     Example: textsynth report runs/sentiment
     """
-    from textsynth.pipeline import open_run
+    from textsynth.commands import open_run
     from textsynth.report import write_report
 
     run, manifest = open_run(run_dir, "report on")
@@ -568,8 +450,8 @@ def compare(
 
     Example: textsynth compare runs/sentiment --real yelp_labelled.tsv --label-map 0=negative,1=positive
     """
+    from textsynth.commands import open_run, recorded_pipeline
     from textsynth.compare import compare_run, compare_tables
-    from textsynth.pipeline import open_run, recorded_pipeline
     from textsynth.readers import read_real
 
     run, manifest = open_run(run_dir, "compare")

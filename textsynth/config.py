@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from textsynth.errors import ConfigError
+from textsynth.config_base import ConfigBase
+from textsynth.quality_config import QualityConfig, SeedExamples
 
 SCHEMA_VERSION = 1
 # The plan holds every request in memory (about 1 kB each with its rendered prompt): a typo of a
@@ -28,12 +27,6 @@ def _reject_duplicates(names: list[str], what: str, rule: str) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ValueError(f"duplicate {what} {dupes[0]!r}: {rule}")
-
-
-class ConfigBase(BaseModel):
-    """Every section forbids unknown keys so a typo is an error, not a silent default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Value(ConfigBase):
@@ -253,8 +246,9 @@ class GenerationParams(ConfigBase):
         1.0,
         ge=1,
         le=10,
-        description="Classifier-free guidance toward the label: each request also decodes a row whose "
-        "prompt names another label, and next-token log-probs = other + scale·(own − other). 1 = off.",
+        description="Classifier-free guidance toward the label: each request also decodes one row per "
+        "other label (its prompt names that label); log-probs = other + scale·(own − other), other "
+        "the mean over those rows. 1 = off.",
     )
     guidance_labels: int | None = Field(
         None,
@@ -291,136 +285,6 @@ class GenerationParams(ConfigBase):
         off |= {"guidance_tokens"} if self.guidance_tokens is None else set()
         off |= set() if self.stop else {"stop"}
         return self.model_dump(exclude=off | ({"length_push"} if not self.length_push else set()))
-
-
-class FilterConfig(ConfigBase):
-    """Cheap per-record filters; each can be switched off."""
-
-    min_words: int = Field(2, ge=0, description="Reject texts shorter than this many words.")
-    max_words: int = Field(250, ge=1, description="Reject texts longer than this many words.")
-    refusal: bool = Field(
-        True, description="Reject replies that decline the task ('As an AI', 'I can't write that')."
-    )
-    form: bool = Field(
-        True, description="Reject assistant chatter, letters, descriptions of the text, placeholders."
-    )
-    echo: bool = Field(True, description="Reject texts that repeat the prompt or template markup.")
-    language: str | None = Field("en", description="ISO 639-1 code texts must be in; null = any.")
-    max_repeated_ngrams: float = Field(
-        0.3, gt=0, le=1, description="Reject when this share of word 3-grams are repeats (degeneration)."
-    )
-    pii: Literal["reject", "redact", "off"] = Field(
-        "redact", description="Emails, phones, card numbers, IPs, street addresses."
-    )
-
-
-class LabelCheckConfig(ConfigBase):
-    """Confirm that each text carries its label; relabel or reject only when confident."""
-
-    enabled: bool = Field(True, description="Run the label check.")
-    zero_shot: bool = Field(True, description="Score label names with the generating model.")
-    classifier: bool = Field(True, description="Cross-validated classifier on embeddings.")
-    folds: int = Field(5, ge=2, le=20, description="Cross-validation folds for the classifier.")
-    zero_shot_weight: float = Field(
-        0.5, ge=0, description="Weight of the zero-shot signal in the combined confidence."
-    )
-    description_weight: float = Field(
-        1.0, ge=0, description="Weight of the embedding similarity to the label descriptions."
-    )
-    description_temperature: float = Field(
-        0.05, gt=0, le=10, description="Softmax temperature of the description similarities."
-    )
-    classifier_weight: float = Field(1.0, ge=0, description="Weight of the out-of-fold classifier.")
-    min_confidence: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="Also reject `label_mismatch` any record whose label's combined confidence is "
-        "below this, flagged or not (0 = only what confident learning flags).",
-    )
-    relabel: bool = Field(
-        True, description="Give a flagged record the label that clearly fits it (original kept in fields)."
-    )
-    relabel_confidence: float = Field(
-        0.8, gt=0, le=1, description="Combined confidence another label needs for a relabel."
-    )
-
-
-class DedupConfig(ConfigBase):
-    """Exact → near (MinHash) → semantic (embeddings) deduplication."""
-
-    scope: Literal["label", "global"] = Field("label", description="Compare within a label or across.")
-    exact: bool = Field(True, description="Normalized-text hash duplicates.")
-    minhash_threshold: float | None = Field(
-        0.7, gt=0, le=1, description="Jaccard similarity of word 3-gram shingles; null = off."
-    )
-    min_cosine_similarity: float | None = Field(
-        0.95, gt=0, le=1, description="Embedding cosine at or above which two texts are duplicates."
-    )
-
-
-class PrivacyConfig(ConfigBase):
-    """Limits on how close a kept text may be to a seed example (used when `seed_examples` is set)."""
-
-    max_cosine_to_real: float = Field(
-        0.95, gt=0, le=1, description="Reject `too_close_to_real` above this cosine to the nearest seed text."
-    )
-    max_common_ngram: int = Field(
-        8,
-        ge=2,
-        le=64,
-        description="Reject when a kept text shares this many consecutive words with a seed text.",
-    )
-
-
-class LoopConfig(ConfigBase):
-    """Rounds after the quotas are met, steered by real validation on the held-out seed examples."""
-
-    rounds: int = Field(2, ge=0, le=10, description="Loop rounds at most; 0 = off.")
-    budget: float = Field(
-        0.5, gt=0, le=5, description="Requests per loop round, as a share of the planned examples."
-    )
-    patience: int = Field(
-        1, ge=1, le=10, description="Stop after this many rounds without a rise in seeds + synthetic accuracy"
-    )
-
-
-class SeedExamples(ConfigBase):
-    """A small real dataset: few-shot exemplars for the templates and the reference for privacy checks."""
-
-    path: str = Field(description="CSV, TSV, JSONL, parquet or a `datasets` folder, relative to this file.")
-    text_col: str | None = Field(None, description="Text column: name or 0-based position.")
-    label_col: str | None = Field(None, description="Label column: name or position.")
-    label_map: str | None = Field(None, description="Map raw labels, e.g. '0=negative,1=positive'.")
-    k: int = Field(3, ge=0, le=20, description="Exemplars of the record's label per prompt ({{ examples }}).")
-    hold_out: bool = Field(
-        True,
-        description="With labels: split each label's rows in two folds, show each record one fold's "
-        "and measure the kept data on the other (real validation in summary.json and the card).",
-    )
-    taxonomy_columns: list[str] = Field(
-        default_factory=list, description="Columns that become taxonomy attributes, weighted by frequency."
-    )
-    loop: LoopConfig = Field(
-        default_factory=LoopConfig,
-        description="With labels and hold_out: more rounds where the data fails on the held-out seeds.",
-    )
-
-
-class QualityConfig(ConfigBase):
-    filters: FilterConfig = Field(default_factory=FilterConfig)
-    label_check: LabelCheckConfig = Field(default_factory=LabelCheckConfig)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
-    embedding_model: str = Field(
-        "default", description="'default' (embedded all-MiniLM-L6-v2) or a sentence-transformers path/id."
-    )
-    top_up_rounds: int = Field(2, ge=0, le=10, description="Regeneration rounds for labels below quota.")
-    plan_ahead: bool = Field(
-        True,
-        description="Check the first batches, then over-generate each label by the rejection rate "
-        "seen there, so that most builds need no top-up round.",
-    )
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
 
 class Pipeline(ConfigBase):
@@ -577,111 +441,3 @@ class Pipeline(ConfigBase):
 
 Value.model_rebuild()
 Step.model_rebuild()
-
-
-def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
-    """1-based line of the YAML node at a pydantic error location (deepest node that exists)."""
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = [v for k, v in node.value if k.value == key]
-            if not match:
-                break
-            node = match[0]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            break
-    return node.start_mark.line + 1
-
-
-_FIXES = {
-    "missing": "add it",
-    "extra_forbidden": "remove it or fix its spelling",
-    "literal_error": "use one of the allowed values",
-    "too_short": "add at least one entry",
-    "less_than_equal": "lower it; for more, build several runs",
-}
-
-
-def _format_error(path: Path, root: yaml.Node, err: dict[str, Any]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    field = ".".join(str(p) for p in loc) or "(top level)"
-    msg = err["msg"].removeprefix("Value error, ")
-    fix = _FIXES.get(err["type"])
-    return f"{path}:{_line_of(root, loc)}: {field}: {msg}" + (f" ({fix})" if fix else "")
-
-
-def _duplicate_key(node: yaml.Node) -> tuple[str, int, int] | None:
-    """(key, first line, second line) of the first key repeated in one mapping, anywhere in the tree.
-
-    PyYAML keeps the last of two equal keys without a word, so a second `labels:` block would
-    silently replace the first.
-    """
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[object, int] = {}
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
-                line = key.start_mark.line + 1
-                if key.value in seen:
-                    return key.value, seen[key.value], line
-                seen[key.value] = line
-            found = _duplicate_key(value)
-            if found:
-                return found
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            found = _duplicate_key(item)
-            if found:
-                return found
-    return None
-
-
-def load_pipeline(path: str | Path) -> Pipeline:
-    """Read and validate a pipeline YAML; errors name the file, the line and the field."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pipeline file (check the path)") from None
-    except IsADirectoryError:
-        found = sorted(p.name for p in path.glob("*.y*ml"))[:3]
-        hint = f", e.g. {path / found[0]}" if found else ""
-        raise ConfigError(f"{path}: is a folder; give a pipeline YAML file{hint}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason}); save it as UTF-8") from None
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: malformed YAML: {problem} (fix the syntax there)") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the pipeline must be a YAML mapping of fields (see `textsynth init`)")
-    duplicate = _duplicate_key(root)
-    if duplicate:
-        key, first, second = duplicate
-        raise ConfigError(
-            f"{path}:{second}: duplicate key {key!r}, first at line {first} (keep one; YAML would "
-            "silently use the last)"
-        )
-    try:
-        return Pipeline.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(_format_error(path, root, exc.errors()[0])) from None
-
-
-def validate_overrides(pipeline: Pipeline, source: str, n: int | None, seed: int | None) -> Pipeline:
-    """Apply CLI overrides, reporting a bad value as an error of the option."""
-    if n is not None and n < 1:
-        raise ConfigError(f"--n {n}: must be a positive number of examples")
-    if n is not None and n > MAX_EXAMPLES:
-        raise ConfigError(f"--n {n}: at most {MAX_EXAMPLES} examples per run; for more, build several runs")
-    if seed is not None and seed < 0:
-        raise ConfigError(f"--seed {seed}: must be 0 or more")
-    try:
-        return pipeline.with_overrides(n=n, seed=seed)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise ConfigError(f"{source}: with the given options: {err['msg']}") from None

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -24,30 +20,31 @@ from textsynth import faults
 from textsynth.backends import make_generator
 from textsynth.backends.vllm import require_vllm
 from textsynth.cache import CompletionCache
-from textsynth.card import dcr_summary, render_card
-from textsynth.config import LoopConfig, Pipeline, load_pipeline, validate_overrides
+from textsynth.commands import export_run, open_run, recorded_pipeline
+from textsynth.config import Pipeline
 from textsynth.embed import TextEmbedder, check_encoder, encoder_name
-from textsynth.errors import ConfigError, RunDirError
-from textsynth.export import ExportOptions, export
+from textsynth.errors import ConfigError
 from textsynth.funnel import Funnel
-from textsynth.generate import GenerationStage, GenerationStats
+from textsynth.generate import GenerationStage
 from textsynth.loop import plan_round, stalled
 from textsynth.models import identify
+from textsynth.pipeline_file import load_pipeline, validate_overrides
 from textsynth.quality.base import Stage
 from textsynth.quality.chain import run_quality
 from textsynth.quality.diversity import diversity_report
 from textsynth.quality.labelcheck import LabelCheck
+from textsynth.quality_config import LoopConfig
+from textsynth.quotas import plan_ahead, probe_of, top_up_leaves
 from textsynth.records import Record
-from textsynth.review import add_review_step, apply_sheet, carry_decisions
+from textsynth.review import carry_decisions
 from textsynth.run import RunDir, write_atomic
 from textsynth.scoring import CachedScorer
 from textsynth.seeds import SeedPool, load_seeds, with_seed_taxonomy
 from textsynth.steps import step_templates
+from textsynth.summary import BuildSummary, Drift, PhaseClock
 from textsynth.taxonomy import PlannedExample, label_counts, plan, top_up
 from textsynth.templates import PromptTemplates, prompt_dirs
 from textsynth.validation import LabeledSeeds, Readout, read_out
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -73,80 +70,6 @@ class Prepared:
     @property
     def template_shas(self) -> dict[str, str]:
         return {k: v for t in self.steps.values() for k, v in t.shas.items()}
-
-
-@dataclass
-class BuildSummary:
-    planned: int
-    gen: GenerationStats = field(default_factory=GenerationStats)
-    kept: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    planned_labels: dict[str, int] = field(default_factory=dict)
-    kept_labels: dict[str, int] = field(default_factory=dict)
-    top_up_rounds: int = 0
-    loop_rounds: int = 0  # rounds steered by real validation (loop.py)
-    planned_ahead: int = 0  # extra requests from the rejection rate of the first batches
-    label_signals: list[str] = field(default_factory=list)
-    shortfall: dict[str, int] = field(default_factory=dict)
-    wall_s: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)  # wall seconds: load, generate, quality, ...
-    model_loads: int = 0  # by this process, or by the Ray actors of the build
-    drift: Drift | None = None
-    funnel: Funnel | None = None
-    real_validation: list[Readout] = field(default_factory=list)  # one per round, with labeled seeds
-
-    @property
-    def generated(self) -> int:
-        return self.gen.generated
-
-    @property
-    def reused(self) -> int:
-        return self.gen.reused
-
-    @property
-    def cached(self) -> int:
-        return self.gen.cached
-
-    @property
-    def examples_per_s(self) -> float:
-        return self.gen.generated / self.gen.seconds if self.gen.seconds else 0.0
-
-    def finish(self, records: list[Record], quotas: dict[str, int]) -> None:
-        """Fill the counts that depend on the final record states."""
-        self.planned_labels = dict(quotas)
-        self.kept_labels = dict(Counter(r.label for r in records if r.status == "kept"))
-        self.kept = sum(self.kept_labels.values())
-        self.rejected = Counter(r.reasons[0].split(":")[0] for r in records if r.status == "rejected")
-        self.shortfall = {
-            label: want - self.kept_labels.get(label, 0)
-            for label, want in quotas.items()
-            if self.kept_labels.get(label, 0) < want
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "planned": self.planned,
-            "generated": self.gen.generated,
-            "reused": self.gen.reused,
-            "cached": self.gen.cached,
-            "kept": self.kept,
-            "rejected": dict(self.rejected),
-            "planned_labels": self.planned_labels,
-            "kept_labels": self.kept_labels,
-            "shortfall": self.shortfall,
-            "top_up_rounds": self.top_up_rounds,
-            "loop_rounds": self.loop_rounds,
-            "planned_ahead": self.planned_ahead,
-            "label_check_signals": self.label_signals,
-            "tokens": self.gen.tokens,
-            "generation_s": round(self.gen.seconds, 2),
-            "wall_s": round(self.wall_s, 2),
-            "phases_s": {k: round(v, 2) for k, v in self.phases.items()},
-            "model_loads": self.model_loads,
-            "examples_per_s": round(self.examples_per_s, 3),
-            "drift": vars(self.drift) if self.drift else None,
-            "real_validation": [r.to_dict() for r in self.real_validation],
-        }
 
 
 @dataclass
@@ -213,156 +136,6 @@ def _progress(console: Console, quiet: bool) -> Progress:
         console=console,
         disable=quiet,
     )
-
-
-@dataclass
-class Drift:
-    """How the requests of this build differ from what the run directory already holds."""
-
-    changed: int = 0
-    new: int = 0
-    dropped: int = 0
-
-    def __bool__(self) -> bool:
-        return bool(self.changed or self.new or self.dropped)
-
-
-# Requests in a plan-ahead probe at most: enough to estimate each label's losses, and the size
-# the loss weights below were calibrated on. Not the batch size, which only sets decode speed.
-PROBE_REQUESTS = 64
-
-
-def _probe(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedExample]:
-    """The first requests of every label, up to `PROBE_REQUESTS` in all (none for small builds)."""
-    if not pipeline.quality.plan_ahead or len(planned) < 32:
-        return []
-    per_label = max(1, min(len(planned) // 2, PROBE_REQUESTS) // max(len(pipeline.labels), 1))
-    taken: Counter[str] = Counter()
-    out = []
-    for ex in planned:
-        if taken[ex.label] < per_label:
-            taken[ex.label] += 1
-            out.append(ex)
-    return out
-
-
-# On a probe-sized set the label check flags more than it does on the whole build, since its
-# classifier trains on a few texts per label: 12.4 % against 9.8 % over seven default builds
-# (session 9; 23 % against 9.7 % in session 6, before guidance; benchmarks/RESULTS.md), so a
-# probe's label-check losses count 0.8 when planning.
-PROBE_LABEL_CHECK_WEIGHT = 0.8
-
-
-def _loss(record: Record, label: str, weight: float) -> float:
-    """How much a probe record planned for `label` counts as lost to it (`weight`: a label-check
-    loss)."""
-    if record.label != label:  # relabelled by the label check
-        return weight
-    if record.status != "rejected":
-        return 0.0
-    return weight if record.reasons[0] == "label_mismatch" else 1.0
-
-
-def _requests_for(want: int, rate: float, spread_sds: float = 1.0) -> int:
-    """Requests whose survivors reach `want` even `spread_sds` binomial standard deviations below
-    their mean (one: about 5 builds in 6), so that another round is rare."""
-    p = 1 - min(rate, 0.75)
-    spread = spread_sds * math.sqrt(p * (1 - p))
-    root = (spread + math.sqrt(spread**2 + 4 * p * want)) / (2 * p)
-    return math.ceil(root**2 - 1e-9)
-
-
-def _ahead(
-    records: list[Record], quotas: dict[str, int], weight: float = PROBE_LABEL_CHECK_WEIGHT
-) -> dict[str, list[dict[str, str]]]:
-    """Extra requests per label for the share of its first records the quality stage lost.
-
-    A record counts under the label it was planned for. Each label's loss rate is the mean of its
-    own (a few probe records: noisy) and the pooled rate of all labels; the leaves of lost
-    records come first, so the extras replace what is likely to fail again.
-    """
-    planned_for = [(r.fields.get("relabelled_from", r.label), r) for r in records]
-    mine = {label: [r for planned, r in planned_for if planned == label] for label in quotas}
-    losses = {label: [_loss(r, label, weight) for r in rs] for label, rs in mine.items()}
-    seen = sum(len(v) for v in losses.values())
-    pooled = sum(sum(v) for v in losses.values()) / max(seen, 1)
-    out = {}
-    for label, want in quotas.items():
-        if not mine[label]:
-            continue
-        rate = (sum(losses[label]) / len(mine[label]) + pooled) / 2
-        ask = _requests_for(want, rate) - want
-        ordered = sorted(zip(mine[label], losses[label]), key=lambda p: (not p[1], p[0].id))
-        leaves = [r.attributes for r, _ in ordered]
-        if ask > 0:
-            out[label] = [leaves[i % len(leaves)] for i in range(ask)]
-    return out
-
-
-class PhaseClock:
-    """Wall time per build phase; model loading is counted apart from the phase it happens in."""
-
-    def __init__(self, phases: dict[str, float]) -> None:
-        self.phases = phases
-        self.current: str | None = None
-        self.since = time.perf_counter()
-
-    def start(self, name: str | None) -> None:
-        now = time.perf_counter()
-        if self.current is not None:
-            self.phases[self.current] = self.phases.get(self.current, 0.0) + now - self.since
-        self.current, self.since = name, now
-
-    def stop(self) -> None:
-        self.start(None)
-
-    def timed(self, name: str, make: Callable[[], T]) -> Callable[[], T]:
-        def run() -> T:
-            outer = self.current
-            self.start(name)
-            try:
-                return make()
-            finally:
-                self.start(outer)
-
-        return run
-
-
-def _margin(want: int) -> int:
-    """Spare rows a label should have when a round runs anyway: a larger set retrains the label
-    check's classifier and regroups dedup, which can reject a record kept before (one of 20 in
-    a default build, session 9), and a whole round for one row costs seconds."""
-    return max(1, math.ceil(0.05 * want))
-
-
-def _leaves(mine: list[Record], ask: int) -> list[dict[str, str]]:
-    """`ask` leaves to regenerate, cycling through those of rejected records first."""
-    leaves = [r.attributes for r in sorted(mine, key=lambda r: (r.status == "kept", r.id))]
-    return [leaves[i % len(leaves)] for i in range(ask)]
-
-
-def _deficits(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
-    """Per label below quota: leaves to regenerate, those of its rejected records first. When any
-    label is short, each other label is topped up in the same round to `_margin` spare rows
-    (rows that passed beyond its quota)."""
-    by_label = {label: [r for r in records if r.label == label] for label in quotas}
-    out, spare = {}, {}
-    for label, want in quotas.items():
-        mine = by_label[label]
-        kept = sum(r.status == "kept" for r in mine)
-        spare[label] = sum(r.status == "kept" or r.reasons[:1] == ["over_quota"] for r in mine) - want
-        if kept >= want or not mine:
-            continue
-        missing = want - kept
-        # two SDs: a round costs about 3 s before its rows (4 rows took 2.9 s to generate, 16 took 4.7 s)
-        ask = min(4 * missing, _requests_for(missing, 1 - kept / len(mine), spread_sds=2.0))
-        out[label] = _leaves(mine, ask)
-    if out:
-        for label, want in quotas.items():
-            short = _margin(want) - spare[label]
-            if label not in out and by_label[label] and short > 0:
-                out[label] = _leaves(by_label[label], short)
-    return out
 
 
 class Build:
@@ -464,14 +237,14 @@ class Build:
         parsed: dict[str, Record] = {}
         for round_no in range(pipeline.quality.top_up_rounds + 1):
             clock.start("generate" if round_no == 0 else "top_up")
-            probe = _probe(self.examples, pipeline) if round_no == 0 else []
+            probe = probe_of(self.examples, pipeline) if round_no == 0 else []
             if probe:
                 parsed.update(self.stage.run(probe))
                 clock.start("quality")
                 probed, _, _ = self.check(
                     [parsed[ex.id] for ex in probe], {label: len(probe) for label in quotas}
                 )
-                extra = top_up(pipeline, self.prep.template_key, _ahead(probed, quotas), 0)
+                extra = top_up(pipeline, self.prep.template_key, plan_ahead(probed, quotas), 0)
                 self.examples += extra
                 self.summary.planned_ahead = len(extra)
                 clock.start("generate")
@@ -483,7 +256,7 @@ class Build:
                 x for st in stages if isinstance(st, LabelCheck) for x in st.signals
             ]
             self.read_out(records)
-            deficits = _deficits(records, quotas)
+            deficits = top_up_leaves(records, quotas)
             if not deficits or round_no == pipeline.quality.top_up_rounds:
                 break
             self.examples += top_up(pipeline, self.prep.template_key, deficits, round_no + 1)
@@ -619,71 +392,6 @@ def run_build(
         build.write_summary(wall)
     build.summary.wall_s = time.perf_counter() - wall
     return BuildResult(dataset, build.summary, run.path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def open_run(run_dir: str | Path, action: str) -> tuple[RunDir, dict[str, Any]]:
-    """An existing run directory and its manifest, or a one-line error."""
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise RunDirError(f"{run.path}: no such run directory (check the path)")
-    manifest = run.read_manifest()
-    if manifest is None:
-        raise RunDirError(
-            f"{run.path}: no manifest.json, so nothing to {action}; run `textsynth build` first"
-        )
-    return run, manifest
-
-
-def recorded_pipeline(run: RunDir, manifest: dict[str, Any]) -> Pipeline:
-    try:
-        return Pipeline.model_validate(manifest["config"])
-    except (KeyError, ValidationError):
-        raise RunDirError(f"{run.manifest_path}: config missing or invalid; rebuild with --force") from None
-
-
-def export_run(
-    run_dir: str | Path,
-    opts: ExportOptions | None = None,
-    pipeline: Pipeline | None = None,
-    records: list[Record] | None = None,
-):  # -> datasets.DatasetDict
-    """Export a run's kept records with its dataset card (also the end of every build)."""
-    run, manifest = open_run(run_dir, "export")
-    pipeline = pipeline or recorded_pipeline(run, manifest)
-    records = records if records is not None else run.read_records()
-    opts = opts or ExportOptions(seed=pipeline.seed)
-    funnel = _read_json(run.path / "funnel.json")
-    diversity = _read_json(run.path / "diversity.json")
-
-    def card(dataset: Any, kept: list[Record], o: ExportOptions) -> str:
-        dirty = sum(1 for r in records if "contaminated" in r.reasons)
-        privacy = dcr_summary(kept, records)
-        validation = _read_json(run.path / "summary.json").get("real_validation")
-        return render_card(
-            pipeline, manifest, funnel, diversity, dataset, dirty, o.mix_real is not None, privacy, validation
-        )
-
-    dataset = export(pipeline, records, run.path, opts, card)
-    if opts.decontaminate is not None:
-        run.write_records(records)
-    return dataset
-
-
-def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int], Any]:
-    """Record a review sheet's decisions in the run's records, then export again."""
-    run, manifest = open_run(run_dir, "review")
-    pipeline = recorded_pipeline(run, manifest)
-    with run.lock():  # the records a sheet is checked against are those no build is rewriting
-        records = run.read_records()
-        counts = apply_sheet(run, pipeline, records, Path(sheet))
-        run.write_records(records)
-        add_review_step(run, records)
-        dataset = export_run(run.path, pipeline=pipeline, records=records)
-    return counts, dataset
 
 
 def resume_build(run_dir: str | Path, quiet: bool = False) -> BuildResult:

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from textsynth.config import Attribute, Pipeline, SeedExamples, Value
+from textsynth.config import Attribute, Pipeline, Value
 from textsynth.errors import ConfigError
+from textsynth.quality_config import SeedExamples
 from textsynth.readers import YAML_KEYS, RealData, read_real
 from textsynth.validation import seed_folds
 

@@ -127,13 +127,16 @@ def claim_threads(directory: Path) -> int:
 
     Never raises the thread count above what torch already has; a process sized below its cores
     beforehand (a Ray actor of a build, OMP_NUM_THREADS) is part of a plan and does not warn.
-    Once per process and registry directory.
+    `TEXTSYNTH_THREADS=N` fixes the count whatever the load (the reduction order of a matrix
+    product follows the thread count, so builds compared bit for bit need the same one). Once per
+    process and registry directory.
     """
     import torch
 
     others = peers(directory)
     preset = torch.get_num_threads()
-    threads = min(preset, free_cores(others))
+    fixed = os.environ.get("TEXTSYNTH_THREADS", "")
+    threads = min(preset, max(1, int(fixed)) if fixed.isdigit() else free_cores(others))
     register(directory, threads)
     torch.set_num_threads(threads)
     _limit_blas(threads)

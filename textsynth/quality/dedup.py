@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from textsynth.config import DedupConfig
 from textsynth.quality.base import Stage
 from textsynth.quality.filters import words
 from textsynth.quality.neighbours import similar_pairs
+from textsynth.quality_config import DedupConfig
 from textsynth.records import Record
 
 Embedder = Callable[[list[str]], np.ndarray]

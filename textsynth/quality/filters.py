@@ -12,8 +12,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from textsynth.config import FilterConfig
 from textsynth.quality.base import Filter, Stage
+from textsynth.quality_config import FilterConfig
 from textsynth.records import Record
 
 _WORD = re.compile(r"\w+(?:'\w+)?")

@@ -25,8 +25,9 @@ from typing import Protocol
 
 import numpy as np
 
-from textsynth.config import LabelCheckConfig, Pipeline
+from textsynth.config import Pipeline
 from textsynth.quality.base import Stage
+from textsynth.quality_config import LabelCheckConfig
 from textsynth.records import Record
 
 Embedder = Callable[[list[str]], np.ndarray]

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from textsynth.config import PrivacyConfig
 from textsynth.quality.base import Stage
 from textsynth.quality.filters import words
+from textsynth.quality_config import PrivacyConfig
 from textsynth.records import Record
 
 

@@ -1,0 +1,123 @@
+"""How many requests each label needs: the plan-ahead probe, its loss rates, and top-up rounds.
+
+A build first checks a probe (the first requests of every label) and over-generates each label
+by the share the quality stage lost of it; a label still below its count after a round is
+regenerated, asking enough that another round is rare (a binomial margin).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from textsynth.config import Pipeline
+from textsynth.records import Record
+from textsynth.taxonomy import PlannedExample
+
+# Requests in a plan-ahead probe at most: enough to estimate each label's losses, and the size
+# the loss weights below were calibrated on. Not the batch size, which only sets decode speed.
+PROBE_REQUESTS = 64
+
+
+def probe_of(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedExample]:
+    """The first requests of every label, up to `PROBE_REQUESTS` in all (none for small builds)."""
+    if not pipeline.quality.plan_ahead or len(planned) < 32:
+        return []
+    per_label = max(1, min(len(planned) // 2, PROBE_REQUESTS) // max(len(pipeline.labels), 1))
+    taken: Counter[str] = Counter()
+    out = []
+    for ex in planned:
+        if taken[ex.label] < per_label:
+            taken[ex.label] += 1
+            out.append(ex)
+    return out
+
+
+# On a probe-sized set the label check flags more than it does on the whole build, since its
+# classifier trains on a few texts per label: 12.4 % against 9.8 % over seven default builds
+# (session 9; 23 % against 9.7 % in session 6, before guidance; benchmarks/RESULTS.md), so a
+# probe's label-check losses count 0.8 when planning.
+PROBE_LABEL_CHECK_WEIGHT = 0.8
+
+
+def probe_loss(record: Record, label: str, weight: float) -> float:
+    """How much a probe record planned for `label` counts as lost to it (`weight`: a label-check
+    loss)."""
+    if record.label != label:  # relabelled by the label check
+        return weight
+    if record.status != "rejected":
+        return 0.0
+    return weight if record.reasons[0] == "label_mismatch" else 1.0
+
+
+def requests_for(want: int, rate: float, spread_sds: float = 1.0) -> int:
+    """Requests whose survivors reach `want` even `spread_sds` binomial standard deviations below
+    their mean (one: about 5 builds in 6), so that another round is rare."""
+    p = 1 - min(rate, 0.75)
+    spread = spread_sds * math.sqrt(p * (1 - p))
+    root = (spread + math.sqrt(spread**2 + 4 * p * want)) / (2 * p)
+    return math.ceil(root**2 - 1e-9)
+
+
+def plan_ahead(
+    records: list[Record], quotas: dict[str, int], weight: float = PROBE_LABEL_CHECK_WEIGHT
+) -> dict[str, list[dict[str, str]]]:
+    """Extra requests per label for the share of its first records the quality stage lost.
+
+    A record counts under the label it was planned for. Each label's loss rate is the mean of its
+    own (a few probe records: noisy) and the pooled rate of all labels; the leaves of lost
+    records come first, so the extras replace what is likely to fail again.
+    """
+    planned_for = [(r.fields.get("relabelled_from", r.label), r) for r in records]
+    mine = {label: [r for planned, r in planned_for if planned == label] for label in quotas}
+    losses = {label: [probe_loss(r, label, weight) for r in rs] for label, rs in mine.items()}
+    seen = sum(len(v) for v in losses.values())
+    pooled = sum(sum(v) for v in losses.values()) / max(seen, 1)
+    out = {}
+    for label, want in quotas.items():
+        if not mine[label]:
+            continue
+        rate = (sum(losses[label]) / len(mine[label]) + pooled) / 2
+        ask = requests_for(want, rate) - want
+        ordered = sorted(zip(mine[label], losses[label]), key=lambda p: (not p[1], p[0].id))
+        leaves = [r.attributes for r, _ in ordered]
+        if ask > 0:
+            out[label] = [leaves[i % len(leaves)] for i in range(ask)]
+    return out
+
+
+def spare_rows(want: int) -> int:
+    """Spare rows a label should have when a round runs anyway: a larger set retrains the label
+    check's classifier and regroups dedup, which can reject a record kept before (one of 20 in
+    a default build, session 9), and a whole round for one row costs seconds."""
+    return max(1, math.ceil(0.05 * want))
+
+
+def leaves_to_regenerate(mine: list[Record], ask: int) -> list[dict[str, str]]:
+    """`ask` leaves to regenerate, cycling through those of rejected records first."""
+    leaves = [r.attributes for r in sorted(mine, key=lambda r: (r.status == "kept", r.id))]
+    return [leaves[i % len(leaves)] for i in range(ask)]
+
+
+def top_up_leaves(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
+    """Per label below quota: leaves to regenerate, those of its rejected records first. When any
+    label is short, each other label is topped up in the same round to `spare_rows` spare rows
+    (rows that passed beyond its quota)."""
+    by_label = {label: [r for r in records if r.label == label] for label in quotas}
+    out, spare = {}, {}
+    for label, want in quotas.items():
+        mine = by_label[label]
+        kept = sum(r.status == "kept" for r in mine)
+        spare[label] = sum(r.status == "kept" or r.reasons[:1] == ["over_quota"] for r in mine) - want
+        if kept >= want or not mine:
+            continue
+        missing = want - kept
+        # two SDs: a round costs about 3 s before its rows (4 rows took 2.9 s to generate, 16 took 4.7 s)
+        ask = min(4 * missing, requests_for(missing, 1 - kept / len(mine), spread_sds=2.0))
+        out[label] = leaves_to_regenerate(mine, ask)
+    if out:
+        for label, want in quotas.items():
+            short = spare_rows(want) - spare[label]
+            if label not in out and by_label[label] and short > 0:
+                out[label] = leaves_to_regenerate(by_label[label], short)
+    return out
