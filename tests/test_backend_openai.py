@@ -24,6 +24,8 @@ from textsynth.pipeline import resume_build, run_build
 from textsynth.pipeline_file import load_pipeline
 from textsynth.records import Record
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 
 @pytest.fixture(scope="module")
 def server():

@@ -30,6 +30,7 @@ def _requests() -> list[Request]:
     ]
 
 
+@pytest.mark.slow
 def test_fp32_greedy_matches_generate_token_for_token():
     backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=4))
     params = GenerationParams(max_new_tokens=24, temperature=0)
@@ -73,6 +74,7 @@ def _guided_requests(labels: int = 2) -> list[Request]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("horizon", "labels"), [(None, 2), (5, 2), (None, 3)])
 def test_guidance_matches_a_reference_cfg_step_by_step(horizon, labels):
     """fp32 greedy guided decoding equals a plain loop over full forwards of all prompts with

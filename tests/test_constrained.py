@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from textsynth.backends.base import Request
 from textsynth.backends.grammar import json_schema
 from textsynth.backends.transformers import TransformersBackend
@@ -60,6 +62,7 @@ def test_sampled_json_always_parses_to_its_fields():
     assert len({c.text for c in done}) > len(done) // 2  # sampled, not one fixed object
 
 
+@pytest.mark.slow
 def test_constrained_rows_independent_of_batch_composition():
     """fp32: a row's tokens depend on its own seed and grammar, not on the rows beside it."""
     backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=12))

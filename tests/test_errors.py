@@ -27,6 +27,8 @@ from .conftest import ROOT, SENTIMENT
 from .helpers import cli, one_line
 from .servers import free_port
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 
 def _can_mount_tmpfs() -> bool:
     if shutil.which("unshare") is None:

@@ -13,6 +13,7 @@ import json
 import random
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from textsynth.backends.transformers import TransformersBackend
@@ -22,6 +23,8 @@ from textsynth.quality.labelcheck import LabelCheck, label_issues
 from textsynth.records import Record
 
 from .conftest import REAL_DATA, ROOT, SENTIMENT
+
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
 
 RESTAURANT = ROOT / "pipelines" / "restaurant_reviews.yaml"
 

@@ -13,6 +13,8 @@ from textsynth.backends.transformers import TransformersBackend
 from textsynth.config import GenerationParams, ModelConfig
 from textsynth.errors import ConfigError
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 TOPICS = ["pizza place", "noodle bar", "steakhouse", "bakery", "taco truck", "sushi bar", "diner"]
 
 

@@ -12,6 +12,8 @@ from textsynth.pipeline import run_build
 from .conftest import edit_pipeline
 from .helpers import records as read_records
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 
 def test_two_tokens_reject_everything_with_reasons_and_export_nothing(project, tmp_path):
     path = edit_pipeline(project / "pipelines" / "sentiment.yaml", max_new_tokens="2", temperature="5.0")

@@ -20,6 +20,8 @@ from textsynth import models
 from textsynth.config import ModelConfig
 from textsynth.models import DENSE_MARKER, default_gguf, dense_dir, identify, load_model, read_gguf
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 PROMPTS = [
     "Write one short positive review of a blender.",
     "Write one short negative review of a tent.",

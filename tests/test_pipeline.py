@@ -6,6 +6,7 @@ import json
 from collections import Counter
 
 import datasets
+import pytest
 
 from textsynth.pipeline import prepare, run_build
 from textsynth.pipeline_file import load_pipeline
@@ -76,6 +77,7 @@ def test_rebuild_reuses_every_record(built):
     assert again.dataset["train"]["text"] == built.dataset["train"]["text"]
 
 
+@pytest.mark.slow
 def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built150):
     """The 150-example build checked its first batch and planned extras for what it lost there;
     the summary has the wall time per phase."""

@@ -16,6 +16,8 @@ from textsynth.errors import ConfigError
 from textsynth.models import model_loads
 from textsynth.pipeline import run_build
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 
 @pytest.fixture
 def ray_local():

@@ -15,6 +15,8 @@ from textsynth.pipeline import prepare, run_build
 from textsynth.quality.privacy import SeedGrams, longest_common_ngram
 from textsynth.records import Record
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 RESTAURANT = ROOT / "pipelines" / "restaurant_reviews.yaml"
 YELP = {line.rpartition("\t")[0]: line.rpartition("\t")[2] for line in REAL_DATA.read_text().splitlines()}
 

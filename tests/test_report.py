@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 
 from textsynth.cli import app
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 SECTIONS = (
     "Funnel",
     "Label balance per split",

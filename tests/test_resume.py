@@ -21,6 +21,8 @@ from textsynth.pipeline import resume_build, run_build
 from .conftest import GREEDY, copy_project, edit_pipeline
 from .helpers import cli
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 runner = CliRunner()
 
 

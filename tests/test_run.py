@@ -19,6 +19,8 @@ from textsynth.run import RunDir
 from .conftest import REAL_DATA, SENTIMENT
 from .helpers import cli, one_line
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 
 @pytest.fixture
 def run(tmp_path: Path) -> Path:

@@ -22,6 +22,8 @@ from textsynth.cli import app
 
 from .conftest import ROOT, copy_project, edit_pipeline
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 runner = CliRunner()
 
 

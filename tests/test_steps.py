@@ -21,6 +21,8 @@ from textsynth.pipeline_file import load_pipeline
 
 from .helpers import cli
 
+pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
+
 INSTRUCTIONS = ROOT / "pipelines" / "instructions.yaml"
 QA = ROOT / "pipelines" / "qa.yaml"
 

@@ -56,17 +56,17 @@ def derived_seed(*parts: object) -> int:
 
 
 def split(count: int, weights: list[float]) -> list[int]:
-    """Split `count` by weight as a smooth weighted round robin over `count` turns.
+    """Split `count` by weight, one unit at a time (Balinski and Young's quota method).
 
-    Each share is within one of `count * w / total`, and a larger `count` never gives any part
-    less: growing `n` only adds requests.
+    Each unit goes to the part with the highest `w / (share + 1)` among those still below their
+    upper quota `ceil(units * w / total)`. Each share is within one of `count * w / total` (a
+    weighted round robin can miss that by more with many parts), and a larger `count` never gives
+    any part less: growing `n` only adds requests. Equal weights take turns in order.
     """
-    total, current, counts = sum(weights), [0.0] * len(weights), [0] * len(weights)
-    for _ in range(count):
-        for i, w in enumerate(weights):
-            current[i] += w
-        best = max(range(len(weights)), key=current.__getitem__)
-        current[best] -= total
+    total, counts = sum(weights), [0] * len(weights)
+    for units in range(1, count + 1):
+        room = [i for i, w in enumerate(weights) if counts[i] < math.ceil(units * w / total - 1e-9)]
+        best = max(room, key=lambda i: weights[i] / (counts[i] + 1))
         counts[best] += 1
     return counts
 
