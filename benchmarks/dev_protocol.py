@@ -108,8 +108,13 @@ def cmd_build(args: argparse.Namespace) -> None:
         if args.length_push is not None:
             update["length_push"] = args.length_push
         pipeline = pipeline.model_copy(update={"generation": pipeline.generation.model_copy(update=update)})
+        seeds = pipeline.seed_examples
+        if args.loop_rounds is not None and seeds is not None:
+            loop = seeds.loop.model_copy(update={"rounds": args.loop_rounds})
+            pipeline = pipeline.model_copy(update={"seed_examples": seeds.model_copy(update={"loop": loop})})
         horizon = f"-t{args.guidance_tokens}" if args.guidance_tokens else ""
         horizon += f"-l{args.guidance_labels}" if args.guidance_labels else ""
+        horizon += f"-loop{args.loop_rounds}" if args.loop_rounds is not None else ""
         push = f"-p{args.length_push}" if args.length_push is not None else ""
         out = Path(args.out) / f"{args.pipeline}-n{args.n}-s{args.seed}-g{gamma}{horizon}{push}"
         result = run_build(
@@ -422,6 +427,9 @@ def main() -> None:
     b.add_argument("--gamma", type=float, nargs="+", default=[1.0])
     b.add_argument("--guidance-tokens", type=int, default=None)
     b.add_argument("--guidance-labels", type=int, default=None, help="other labels contrasted (default all)")
+    b.add_argument(
+        "--loop-rounds", type=int, default=None, help="seed_examples.loop.rounds (default: the pipeline's)"
+    )
     b.add_argument("--length-push", type=float, default=None, help="default: the pipeline's")
     b.add_argument("--out", default="runs/dev")
     b.add_argument("--half", **half)
