@@ -90,7 +90,8 @@ def test_taxonomy_from_a_column_of_the_seed_data(tmp_path):
 
 def test_length_push_ends_texts_near_the_seed_lengths(tmp_path):
     """Every seed text has 3 words, so every prompt asks for about 3; the model alone writes
-    about 20 (restaurant_reviews, RESULTS.md), pushed it stops at a sentence end soon after 3."""
+    about 20 (restaurant_reviews, benchmarks/archive/history.md), pushed it stops at a sentence
+    end soon after 3."""
     project = copy_project(tmp_path / "p")
     seeds = project / "seeds.csv"
     rows = ["great pasta tonight", "lovely quiet room", "friendly fast staff"]

@@ -88,7 +88,8 @@ def embed(
 
     Texts are sorted by token count and batched by a token budget rather than a row count: short
     texts go in large batches, long ones in small, with almost no padding. With bf16 this was 3.8×
-    `SentenceTransformer.encode` in fp32 on the same texts (2.4× on a first, cold run; RESULTS.md).
+    `SentenceTransformer.encode` in fp32 on the same texts (2.4× on a first, cold run;
+    benchmarks/archive/history.md).
     """
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 # The row count oneDNN picks the packed layout for. Any row count works: 64, 128 or 256 gave the
-# same speed and the same bits at 64–256 rows (benchmarks/RESULTS.md, session 13).
+# same speed and the same bits at 64–256 rows (benchmarks/archive/history.md, session 13).
 PACK_ROWS = 64
 
 

@@ -35,7 +35,7 @@ def probe_of(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedE
 
 # On a probe-sized set the label check flags more than it does on the whole build, since its
 # classifier trains on a few texts per label: 12.4 % against 9.8 % over seven default builds
-# (session 9; 23 % against 9.7 % in session 6, before guidance; benchmarks/RESULTS.md), so a
+# (session 9; 23 % against 9.7 % in session 6, before guidance; benchmarks/archive/history.md), so a
 # probe's label-check losses count 0.8 when planning.
 PROBE_LABEL_CHECK_WEIGHT = 0.8
 

@@ -201,7 +201,7 @@ class DecodeLoop:
         self.cache_arg = cache_arg
         # refill once a quarter of the batch is free: a larger prefill and fewer joins of the cache
         # beat filling every slot at once (4–5 % less time than an eighth on 160 guided requests
-        # at batch 64; half the batch was slower again; benchmarks/RESULTS.md)
+        # at batch 64; half the batch was slower again; benchmarks/archive/history.md)
         self.refill_at = max(1, batch_size // 4)
 
     def _forward(self, ids, attention, positions, cache) -> torch.Tensor:

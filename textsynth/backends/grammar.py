@@ -3,7 +3,7 @@
 Sampling a JSON object freely and retrying what does not parse wastes most of a small model's
 compute; masking, at each step, every token that cannot continue a valid object makes every
 completion parse. xgrammar does the masking: against llguidance and outlines-core on the
-embedded model's tokenizer it filled a row's next-token bitmask fastest (benchmarks/RESULTS.md),
+embedded model's tokenizer it filled a row's next-token bitmask fastest (benchmarks/archive/history.md),
 and a per-row bitmask fits the decode loop, where each row samples with its own seed. A row's
 mask depends only on its own tokens, so a constrained sample is as independent of its batch as
 a free one. xgrammar is imported only when a request carries a schema.

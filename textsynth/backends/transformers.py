@@ -19,7 +19,7 @@ from textsynth.errors import ConfigError
 from textsynth.models import LoadedModel, load_model
 
 # Padded tokens per scoring forward pass: 1.16× faster than batches of 64 rows on 2 cores, on real
-# sentences and on a default build's texts alike (benchmarks/bench_scoring.py, RESULTS.md).
+# sentences and on a default build's texts alike (benchmarks/bench_scoring.py, benchmarks/archive/history.md).
 SCORE_TOKENS = 2048
 
 

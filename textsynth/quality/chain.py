@@ -41,7 +41,7 @@ def select_quota(records: list[Record], quotas: dict[str, int], order: Order) ->
     With a judge the build keeps the best-judged first (`quality_rank`); without one it drops the
     extras in a `seeded` random order: keeping the label check's most confident texts trains
     worse classifiers on real data (it drops the informative hard cases), and keeping its least
-    confident ones costs restaurant_reviews' TF-IDF classifier (benchmarks/RESULTS.md).
+    confident ones costs restaurant_reviews' TF-IDF classifier (benchmarks/archive/history.md).
     """
     by_label: dict[str, list[Record]] = defaultdict(list)
     for r in records:

@@ -15,7 +15,7 @@ estimated noise rate: only those (and any below the optional `min_confidence` fl
 on. A flagged record is relabelled when another label clearly fits (`relabel_confidence`; the
 original stays in `fields.relabelled_from`), else rejected `label_mismatch`.
 Thresholds and weights are tuned on real sentences with planted label errors and on real-data
-accuracy (benchmarks/dev_protocol.py, results in benchmarks/RESULTS.md).
+accuracy (benchmarks/dev_protocol.py, results in benchmarks/archive/history.md).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Scorer(Protocol):
 def zero_shot_prompt(pipeline: Pipeline, text: str) -> list[dict[str, str]]:
     """The question first, then the text: the question is a prefix all prompts share (computed
     once), and on real sentences with flipped labels the zero-shot signal alone flags with
-    precision 0.32–0.36 this way against 0.17–0.20 with the text first (benchmarks/RESULTS.md)."""
+    precision 0.32–0.36 this way against 0.17–0.20 with the text first (benchmarks/archive/history.md)."""
     names = ", ".join(lab.name for lab in pipeline.labels)
     return [
         {"role": "user", "content": f"Is this text {names}? Answer with one word.\n\nText: {text}"},

@@ -4,7 +4,7 @@ Up to `exact_up_to` rows the scan is exact: row blocks multiplied with the rows 
 Above, an inverted file whose scan is one matrix product per list: faiss spherical k-means
 splits the rows into √n lists, each row probes its `nprobe` nearest lists, and the rows probing
 a list are multiplied with its members in one BLAS call. faiss' own IVF range search scans one
-query at a time and was 6× slower on 100k×384 here (benchmarks/RESULTS.md). A pair counts when
+query at a time and was 6× slower on 100k×384 here (benchmarks/archive/history.md). A pair counts when
 either row probes the other's list, so recall is above a plain IVF search at the same nprobe.
 """
 
