@@ -113,10 +113,10 @@ def test_real_validation_tells_data_that_helps_from_data_that_hurts(embedder):
     assert good.seeds == bad.seeds  # the same seed folds, the same baseline
     assert good.seeds_plus_synthetic > good.seeds + 0.03 and good.synthetic > good.seeds
     assert bad.seeds_plus_synthetic < bad.seeds and bad.synthetic < 0.3
-    assert "helps" in verdict(good) and "does NOT beat" in verdict(bad)
+    assert "helps" in verdict(good.to_dict()) and "does NOT beat" in verdict(bad.to_dict())
     assert set(good.recall) == set(labels) and all(0 <= v <= 1 for v in good.recall.values())
     section = _validation_section([good.to_dict(), bad.to_dict()])
-    assert "does not beat the seed examples alone" in section
+    assert "does NOT beat your seed examples alone" in section
     assert f"{bad.seeds_plus_synthetic:.3f}" in section
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from textsynth.config import Pipeline
+from textsynth.validation import verdict
 
 
 def _size_category(n: int) -> str:
@@ -158,14 +159,6 @@ def _validation_section(rounds: list[dict[str, Any]]) -> str:
         ]
         for r in rounds
     ]
-    last = rounds[-1]
-    gain = last["seeds_plus_synthetic"] - last["seeds"]
-    verdict = (
-        f"The seeds plus this data beat the seeds alone by {gain:+.3f}."
-        if gain > 0
-        else f"**This data does not beat the seed examples alone** ({gain:+.3f}): train on the seeds, "
-        "or mix them in (`textsynth export --mix-real`) and check on your own held-out data."
-    )
     return f"""
 ## Real validation (the user's own labeled seed examples)
 
@@ -175,7 +168,7 @@ two folds, each record was shown exemplars of one fold, and every number is read
 
 {_table(HEADER, rows)}
 
-{verdict}
+**{verdict(rounds[-1])}**
 """
 
 

@@ -59,7 +59,7 @@ def _report(result: Any, quiet: bool, as_json: bool) -> None:
             console.print(funnel_table(result.summary.funnel))
         console.print(summary_table(result.summary, result.run_dir))
         if result.summary.real_validation:
-            console.print(verdict(result.summary.real_validation[-1]), highlight=False)
+            console.print(verdict(result.summary.real_validation[-1].to_dict()), highlight=False)
 
 
 @app.command()

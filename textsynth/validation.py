@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -87,10 +88,6 @@ class Readout:
     missed: list[int] = field(default_factory=list)  # seed rows seeds + synthetic got wrong
     kind: str = "quota"  # "quota": a round toward the label counts; "loop": a steered round
 
-    @property
-    def helps(self) -> bool:
-        return self.seeds_plus_synthetic > self.seeds
-
     def to_dict(self) -> dict[str, object]:
         return {k: round(v, 4) if isinstance(v, float) else v for k, v in vars(self).items() if k != "missed"}
 
@@ -147,14 +144,14 @@ def read_out(seeds: LabeledSeeds, kept: list[Record], round_no: int, requests: i
     )
 
 
-def verdict(readout: Readout) -> str:
-    """The one line a build prints and the card shows."""
-    gain = readout.seeds_plus_synthetic - readout.seeds
+def verdict(readout: dict[str, Any]) -> str:
+    """The one line a build prints and the card shows, from a round as stored (`Readout.to_dict`)."""
+    seeds, both = readout["seeds"], readout["seeds_plus_synthetic"]
     numbers = (
-        f"on your held-out seed examples, seeds alone {readout.seeds:.3f}, seeds + synthetic "
-        f"{readout.seeds_plus_synthetic:.3f} ({gain:+.3f}), synthetic alone {readout.synthetic:.3f}"
+        f"on your held-out seed examples, seeds alone {seeds:.3f}, seeds + synthetic {both:.3f} "
+        f"({both - seeds:+.3f}), synthetic alone {readout['synthetic']:.3f}"
     )
-    if readout.helps:
+    if both > seeds:
         return f"real validation: the synthetic data helps: {numbers}"
     return (
         f"real validation: the synthetic data does NOT beat your seed examples alone: {numbers}; "
