@@ -363,31 +363,35 @@ GOOD_BAD = [
 
 
 def test_judge_separates_planted_good_and_bad_responses(tmp_path):
-    from textsynth.backends import make_backend
+    from textsynth.backends import load_backend
     from textsynth.cache import CompletionCache
     from textsynth.models import identify
     from textsynth.scoring import CachedScorer
-    from textsynth.steps import Example, judge
+    from textsynth.steps import judge, planned_record, step_inputs
     from textsynth.taxonomy import PlannedExample
 
     prep = prepare(INSTRUCTIONS, n=2)
     pipeline = prep.pipeline
     step = pipeline.steps[-1]
-    examples = []
+    records, plans = [], {}
     for i, (instruction, good, bad) in enumerate(GOOD_BAD):
         for kind, response in (("good", good), ("bad", bad)):
             planned = PlannedExample(
                 f"{kind}{i}", "all", {"task_type": "x", "domain": "x", "difficulty": "simple"}, 0, i
             )
-            examples.append(Example(planned, outputs={"instruction": instruction, "response": response}))
+            plans[planned.id] = planned
+            records.append(planned_record(planned))
+            records[-1].fields.update(instruction=instruction, response=response)
     cache = CompletionCache(tmp_path / "cache.sqlite")
-    scorer = CachedScorer(lambda: make_backend(pipeline.model), cache, identify(pipeline.model))
+    scorer = CachedScorer(lambda: load_backend(pipeline.model), cache, identify(pipeline.model))
     templates = prep.steps[step.name]
-    judge(step, examples, scorer, lambda e, extra: templates.render(e.planned, {**e.outputs, **extra}), {})
-    truth = [e.planned.id.startswith("good") for e in examples]
-    auc = roc_auc_score(truth, [e.scores["judge"] for e in examples])
+    judge(
+        step, records, scorer, lambda r, extra: templates.render(plans[r.id], {**step_inputs(r), **extra}), {}
+    )
+    truth = [r.id.startswith("good") for r in records]
+    auc = roc_auc_score(truth, [r.scores["judge"] for r in records])
     print(f"judge ROC AUC on {len(GOOD_BAD)} good and {len(GOOD_BAD)} bad responses: {auc:.3f}")
     assert auc >= 0.7  # the embedded 135M model is a weak judge; 0.5 is chance (see README)
-    assert np.mean([e.scores["judge"] for e in examples if e.planned.id.startswith("good")]) > np.mean(
-        [e.scores["judge"] for e in examples if e.planned.id.startswith("bad")]
+    assert np.mean([r.scores["judge"] for r in records if r.id.startswith("good")]) > np.mean(
+        [r.scores["judge"] for r in records if r.id.startswith("bad")]
     )

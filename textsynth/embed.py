@@ -19,6 +19,8 @@ from rich.console import Console
 from textsynth.errors import ConfigError
 from textsynth.models import quiet_transformers, resolve_dtype
 
+Embedder = Callable[[list[str]], np.ndarray]  # texts → L2-normalized rows; what every stage that embeds takes
+
 DEFAULT_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 _ENCODERS: dict[tuple[str, str], Any] = {}
 

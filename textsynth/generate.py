@@ -23,7 +23,7 @@ from typing import Any
 from rich.progress import Progress
 
 from textsynth import faults
-from textsynth.backends import Backend, Completion, Request, make_backend
+from textsynth.backends import Backend, Completion, Request, load_backend
 from textsynth.backends.base import cut_at_stop, opening
 from textsynth.cache import CompletionCache
 from textsynth.config import GenerationParams, ModelConfig, Pipeline, Step
@@ -32,7 +32,16 @@ from textsynth.models import ModelIdentity, identify
 from textsynth.records import Record
 from textsynth.run import RunDir, ShardWriter
 from textsynth.scoring import CachedScorer
-from textsynth.steps import Example, accept, judge, schema, step_seed, text_step, to_record
+from textsynth.steps import (
+    accept,
+    judge,
+    planned_record,
+    schema,
+    step_inputs,
+    step_seed,
+    text_step,
+    with_provenance,
+)
 from textsynth.taxonomy import PlannedExample
 from textsynth.templates import PromptTemplates
 
@@ -74,7 +83,9 @@ def text_opening(messages: list[dict[str, str]]) -> str:
     return opening(messages).rpartition("\n")[2]
 
 
-def answers(backend: Backend, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
+def completions_with_openings(
+    backend: Backend, requests: Sequence[Request], params: GenerationParams
+) -> Iterator[Completion]:
     """The backend's completions, each cut at the first stop string and with the text's part of its
     request's reply opening in front (a backend returns what the model wrote). A server's malformed
     answer is the backend's one-line ModelError; any other exception is a bug and keeps its traceback."""
@@ -159,18 +170,20 @@ class GenerationStage:
         self.changed: set[str] = set()  # ids whose stored step fingerprints differ from now
         self.entries: dict[str, dict[str, dict[str, Any]]] = {}  # id → step → stored step entry
         self.lines: dict[str, str] = {}  # id → its latest shard line
+        self.plans: dict[str, PlannedExample] = {}  # id → what its prompts are rendered from
         for record in run.read_shards():  # what earlier builds made; this build only adds to it
             self.entries[record.id] = record.generation.get("steps") or {}
             self.lines[record.id] = record.to_json()
 
     def run(self, planned: list[PlannedExample]) -> dict[str, Record]:
         """Records for `planned` by id, every step run or reused."""
-        examples = [Example(p) for p in planned]
+        self.plans.update((p.id, p) for p in planned)
+        in_flight = [planned_record(p) for p in planned]
         writer = self.run_dir.shard_writer()
         try:
             with self.stop.on_signals():
                 for k, step in enumerate(self.steps):
-                    live = [e for e in examples if e.reason is None]
+                    live = [r for r in in_flight if r.status == "kept"]
                     if step.judge is not None:
                         engine = functools.partial(self._engine, step)
                         scorer = CachedScorer(engine, self.cache, self._identity(step))
@@ -178,7 +191,7 @@ class GenerationStage:
                     else:
                         self._step(k, step, live, writer)
                     faults.point("step_done")
-            records = {e.planned.id: self._record(e) for e in examples}
+            records = {r.id: self._complete(r) for r in in_flight}
             for record in records.values():
                 self._append(writer, record)
             writer.flush()
@@ -193,39 +206,40 @@ class GenerationStage:
             writer.close()
         return records
 
-    def _step(self, k: int, step: Step, examples: list[Example], writer: ShardWriter) -> None:
-        """A step over `examples`; a JSON output that does not parse is tried again with a new seed."""
-        pending = examples
+    def _step(self, k: int, step: Step, records: list[Record], writer: ShardWriter) -> None:
+        """A step over `records`; a JSON output that does not parse is tried again with a new seed."""
+        pending = records
         for attempt in range(step.retries + 1 if step.output == "json" else 1):
             if not pending:
                 return
             pending = self._attempt(k, step, pending, attempt, writer)
-        for ex in pending:
-            ex.reason = "unparseable"
+        for record in pending:
+            record.reject("unparseable")
 
     def _attempt(
-        self, k: int, step: Step, examples: list[Example], attempt: int, writer: ShardWriter
-    ) -> list[Example]:
-        """One try of a step; returns the examples whose output does not parse."""
+        self, k: int, step: Step, records: list[Record], attempt: int, writer: ShardWriter
+    ) -> list[Record]:
+        """One try of a step; returns the records whose output does not parse."""
         params = step.generation or self.pipeline.generation
         model, decode_to = self._identity(step), schema(step)
-        requests = [self._request(k, step, e, attempt, params, decode_to) for e in examples]
+        requests = [self._request(k, step, r, attempt, params, decode_to) for r in records]
         fps = {
             r.id: request_fingerprint(model, r.messages, params, r.seed, r.negatives, decode_to)
             for r in requests
         }
-        by_id = {e.planned.id: e for e in examples}
-        failed: list[Example] = []
+        by_id = {r.id: r for r in records}
+        failed: list[Record] = []
 
-        def take(rid: str, completion: Completion, seed: int, stored: bool) -> None:
-            ex = by_id[rid]
+        def record_completion(rid: str, completion: Completion, seed: int, stored: bool) -> None:
+            record = by_id[rid]
             before = self._attempts(rid, step)
             known = before[attempt] if attempt < len(before) else None
             if known is not None and known != fps[rid]:
                 self.changed.add(rid)
             stored = stored or (known == fps[rid] and attempt < len(before) - 1)  # a replayed retry
-            tried = ex.steps.get(step.name, {}).get("attempt_fingerprints", [])[:attempt]
-            ex.steps[step.name] = {
+            steps = record.generation["steps"]
+            tried = steps.get(step.name, {}).get("attempt_fingerprints", [])[:attempt]
+            steps[step.name] = {
                 "raw": completion.text,
                 "seed": seed,
                 "tokens": completion.tokens,
@@ -235,13 +249,15 @@ class GenerationStage:
                 "attempts": attempt + 1,
                 "attempt_fingerprints": [*tried, fps[rid]],
             }
-            if not accept(step, ex, completion):
-                failed.append(ex)
+            if not accept(step, record, completion):
+                failed.append(record)
             elif step.name == self.text_step:
-                self.instructions[rid] = self.templates[step.name].instruction(ex.planned, ex.outputs)
-                ex.finish_reason = completion.finish_reason
+                self.instructions[rid] = self.templates[step.name].instruction(
+                    self.plans[rid], step_inputs(record)
+                )
+                record.generation["finish_reason"] = completion.finish_reason
             if not stored:
-                self._append(writer, self._record(ex))
+                self._append(writer, self._complete(record))
 
         seeds = {r.id: r.seed for r in requests}
         stored = {r.id: c for r in requests if (c := self._stored(step, r.id, fps[r.id])) is not None}
@@ -249,10 +265,10 @@ class GenerationStage:
         todo = []
         for r in requests:
             if r.id in stored:
-                take(r.id, stored[r.id], r.seed, stored=True)
+                record_completion(r.id, stored[r.id], r.seed, stored=True)
                 self.stats.reused += 1
             elif fps[r.id] in hits:
-                take(r.id, hits[fps[r.id]], r.seed, stored=False)
+                record_completion(r.id, hits[fps[r.id]], r.seed, stored=False)
                 self.stats.cached += 1
             else:
                 todo.append(r)
@@ -271,8 +287,8 @@ class GenerationStage:
             task = progress.add_task(
                 step.name if self.pipeline.steps else "generating", total=len(todo), rate=0.0
             )
-            for completion in answers(engine, todo, params):
-                take(completion.id, completion, seeds[completion.id], stored=False)
+            for completion in completions_with_openings(engine, todo, params):
+                record_completion(completion.id, completion, seeds[completion.id], stored=False)
                 faults.point("mid_shard")
                 pending.append((fps[completion.id], completion))
                 made += 1
@@ -294,19 +310,18 @@ class GenerationStage:
         self,
         k: int,
         step: Step,
-        ex: Example,
+        record: Record,
         attempt: int,
         params: GenerationParams,
         decode_to: dict[str, Any] | None,
     ) -> Request:
-        templates, rid = self.templates[step.name], ex.planned.id
-        messages = (self.rendered.get(rid) if k == 0 else None) or templates.render(ex.planned, ex.outputs)
+        templates, rid, planned = self.templates[step.name], record.id, self.plans[record.id]
+        inputs = step_inputs(record)
+        messages = (self.rendered.get(rid) if k == 0 else None) or templates.render(planned, inputs)
         guided = params.guidance_scale != 1
-        negatives = (
-            templates.render_negatives(ex.planned, params.guidance_labels, ex.outputs) if guided else ()
-        )
-        seed = step_seed(ex.planned, step.name, k == 0, attempt)
-        target = templates.target_words(ex.planned) if params.length_push else None
+        negatives = templates.render_negatives(planned, params.guidance_labels, inputs) if guided else ()
+        seed = step_seed(planned, step.name, k == 0, attempt)
+        target = templates.target_words(planned) if params.length_push else None
         return Request(rid, messages, seed, negatives, decode_to, target)
 
     def _attempts(self, rid: str, step: Step) -> list[str | None]:
@@ -339,11 +354,13 @@ class GenerationStage:
             writer.append(record)
             self.lines[record.id] = line
 
-    def _record(self, ex: Example) -> Record:
-        return to_record(ex, self.pipeline, self.templates, self.model, self.text_step)
+    def _complete(self, record: Record) -> Record:
+        return with_provenance(
+            record, self.plans[record.id], self.pipeline, self.templates, self.model, self.text_step
+        )
 
-    def _render(self, step: Step, ex: Example, extra: dict[str, Any]) -> list[dict[str, str]]:
-        return self.templates[step.name].render(ex.planned, {**ex.outputs, **extra})
+    def _render(self, step: Step, record: Record, extra: dict[str, Any]) -> list[dict[str, str]]:
+        return self.templates[step.name].render(self.plans[record.id], {**step_inputs(record), **extra})
 
     def _shas(self, step: Step) -> dict[str, str]:
         return self.templates[step.name].shas
@@ -356,5 +373,5 @@ class GenerationStage:
         if step.model is None:
             return self.backend()
         if step.model not in self.others:
-            self.others[step.model] = make_backend(step.model)
+            self.others[step.model] = load_backend(step.model)
         return self.others[step.model]

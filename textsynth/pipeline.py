@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from textsynth import faults
-from textsynth.backends import make_generator
+from textsynth.backends import start_backend
 from textsynth.backends.vllm import require_vllm
 from textsynth.cache import CompletionCache
 from textsynth.commands import export_run, open_run, recorded_pipeline
@@ -190,7 +190,7 @@ class Build:
             if prep.seeds is not None:
                 run.snapshot_seeds(prep.seeds.data.path)
         self.backend = functools.cache(
-            self.clock.timed("load", lambda: make_generator(pipeline.model, pipeline.executor))
+            self.clock.timed("load", lambda: start_backend(pipeline.model, pipeline.executor))
         )
         self.embedder = TextEmbedder(pipeline.quality.embedding_model, self.console)
         seeds = prep.seeds

@@ -23,6 +23,7 @@ from typing import IO, Any
 from textsynth.config import SCHEMA_VERSION
 from textsynth.errors import RunDirError
 from textsynth.records import Record
+from textsynth.threads import process_alive
 
 PACKAGES = ("textsynth", "torch", "transformers", "datasets", "sentence-transformers", "jinja2")
 
@@ -62,16 +63,6 @@ def write_atomic(path: Path, text: str | bytes) -> None:
         Path(tmp).unlink(missing_ok=True)  # only left when the write failed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 @contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling folder that replaces `target` only if the block succeeds.
@@ -81,7 +72,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """
     for stale in target.parent.glob(f".{target.name}.*"):
         pid = stale.name.removeprefix(f".{target.name}.").split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
     prefix = f".{target.name}.{os.getpid()}."
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,62 +63,63 @@ def step_seed(example: PlannedExample, step: str, first: bool, attempt: int) -> 
     return example.seed if first and attempt == 0 else derived_seed(example.seed, step, attempt)
 
 
-@dataclass
-class Example:
-    """One planned example on its way through the steps."""
-
-    planned: PlannedExample
-    outputs: dict[str, Any] = field(default_factory=dict)
-    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
-    scores: dict[str, float] = field(default_factory=dict)
-    reason: str | None = None
-    instruction: str = ""  # the text step's prompt with inserted material masked (echo filter)
-    finish_reason: str = "stop"
+def planned_record(planned: PlannedExample) -> Record:
+    """The record of a planned example before any step ran; steps fill it in place."""
+    return Record(
+        id=planned.id,
+        label=planned.label,
+        attributes=dict(planned.attributes),
+        generation={"seed": planned.seed, "steps": {}, "finish_reason": "stop"},
+    )
 
 
-def accept(step: Step, ex: Example, completion: Completion) -> bool:
+def step_inputs(record: Record) -> dict[str, Any]:
+    """What a later step's template sees of earlier steps: their outputs and judge scores."""
+    return {**record.fields, **{k: v for k, v in record.scores.items() if k.startswith("judge_")}}
+
+
+def accept(step: Step, record: Record, completion: Completion) -> bool:
     """Store the step's output; False when a JSON output does not fit the schema."""
     if step.output == "json":
         values = parse_json(completion.text, step.fields)
         if values is None:
             return False
-        ex.outputs.update(values)
+        record.fields.update(values)
         return True
     text, reason = clean(completion.text, completion.finish_reason == "length")
-    ex.outputs[step.name] = text
+    record.fields[step.name] = text
     if reason:
-        ex.reason = reason
+        record.reject(reason)
     return True
 
 
 def judge(
     step: Step,
-    examples: list[Example],
+    records: list[Record],
     scorer: CachedScorer,
-    render: Callable[[Example, dict[str, Any]], list[dict[str, str]]],
+    render: Callable[[Record, dict[str, Any]], list[dict[str, str]]],
     shas: dict[str, str],
 ) -> None:
-    """Score each example on every criterion: the expected score under the judge's choice."""
+    """Score each record on every criterion: the expected score under the judge's choice."""
     rubric = step.judge
-    if rubric is None or not examples:
+    if rubric is None or not records:
         return
     choices = [str(s) for s in rubric.scale]
     scale = np.array(rubric.scale, dtype=float)
     scale_text = f"{rubric.scale[0]} to {rubric.scale[-1]}"
     for criterion, text in rubric.criteria.items():
         extra = {"criterion": criterion, "rubric": text, "scale": scale_text}
-        loglik = scorer.score([render(e, extra) for e in examples], choices)
+        loglik = scorer.score([render(r, extra) for r in records], choices)
         probs = np.exp(loglik - loglik.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
-        for ex, p in zip(examples, probs):
-            ex.scores[f"judge_{criterion}"] = round(float(p @ scale), 4)
-            ex.outputs[f"judge_{criterion}"] = ex.scores[f"judge_{criterion}"]
+        for record, p in zip(records, probs):
+            record.scores[f"judge_{criterion}"] = round(float(p @ scale), 4)
     low, high = rubric.scale[0], rubric.scale[-1]
-    for ex in examples:
-        mean = float(np.mean([ex.scores[f"judge_{c}"] for c in rubric.criteria]))
-        ex.scores["judge"] = round(mean, 4)
-        ex.scores["quality"] = round((mean - low) / (high - low), 4)  # ranks dedup representatives
-        ex.steps[step.name] = {"template_sha": shas, "scale": rubric.scale}
+    for record in records:
+        mean = float(np.mean([record.scores[f"judge_{c}"] for c in rubric.criteria]))
+        record.scores["judge"] = round(mean, 4)
+        record.scores["quality"] = round((mean - low) / (high - low), 4)  # ranks dedup representatives
+        record.generation["steps"][step.name] = {"template_sha": shas, "scale": rubric.scale}
 
 
 def text_step(pipeline: Pipeline) -> str:
@@ -127,44 +127,36 @@ def text_step(pipeline: Pipeline) -> str:
     return next(s.name for s in pipeline.generation_steps if pipeline.record_text in s.outputs)
 
 
-def to_record(
-    ex: Example,
+def with_provenance(
+    record: Record,
+    planned: PlannedExample,
     pipeline: Pipeline,
     templates: dict[str, PromptTemplates],
     model: ModelIdentity,
     text_from: str,
 ) -> Record:
-    """The record of an example as far as its steps have run, with full provenance; its text
-    comes from step `text_from`."""
-    text_field = pipeline.record_text
+    """The record as far as its steps have run, its text from step `text_from`, with full
+    provenance (set in place: a record is written again after every step)."""
+    text_field, steps = pipeline.record_text, record.generation["steps"]
     steps_fp = hashlib.sha256(
-        json.dumps({k: v.get("fingerprint") for k, v in ex.steps.items()}, sort_keys=True).encode()
+        json.dumps({k: v.get("fingerprint") for k, v in steps.items()}, sort_keys=True).encode()
     ).hexdigest()
-    record = Record(
-        id=ex.planned.id,
-        label=ex.planned.label,
-        attributes=dict(ex.planned.attributes),
-        text=str(ex.outputs[text_field]) if text_field in ex.outputs else None,
-        fields={k: v for k, v in ex.outputs.items() if not k.startswith("judge_")},
-        prompt={
-            "template": "+".join(t.key for t in templates.values()),
-            "template_sha": {k: v for t in templates.values() for k, v in t.shas.items()},
-            "exemplars": next(iter(templates.values())).exemplars(ex.planned),
-        },
-        generation={
-            "model": model.model_id,
-            "revision": model.revision,
-            "dtype": model.dtype,
-            "params": pipeline.generation.model_dump(),
-            "seed": ex.planned.seed,
-            "fingerprint": steps_fp,
-            "raw": ex.steps.get(text_from, {}).get("raw"),
-            "tokens": sum(int(s.get("tokens", 0)) for s in ex.steps.values()),
-            "finish_reason": ex.finish_reason,
-            "steps": ex.steps,
-        },
-        scores=dict(ex.scores),
-    )
-    if ex.reason:
-        record.reject(ex.reason)
+    record.text = str(record.fields[text_field]) if text_field in record.fields else None
+    record.prompt = {
+        "template": "+".join(t.key for t in templates.values()),
+        "template_sha": {k: v for t in templates.values() for k, v in t.shas.items()},
+        "exemplars": next(iter(templates.values())).exemplars(planned),
+    }
+    record.generation = {
+        "model": model.model_id,
+        "revision": model.revision,
+        "dtype": model.dtype,
+        "params": pipeline.generation.model_dump(),
+        "seed": planned.seed,
+        "fingerprint": steps_fp,
+        "raw": steps.get(text_from, {}).get("raw"),
+        "tokens": sum(int(s.get("tokens", 0)) for s in steps.values()),
+        "finish_reason": record.generation["finish_reason"],
+        "steps": steps,
+    }
     return record

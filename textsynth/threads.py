@@ -36,7 +36,8 @@ def _proc_state(pid: int) -> tuple[str, str] | None:
     return fields[0], fields[19]
 
 
-def _alive(pid: int, start: str | None) -> bool:
+def process_alive(pid: int, start: str | None = None) -> bool:
+    """Whether `pid` still runs (not a zombie); with `start`, also that it is the same process."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -85,7 +86,7 @@ def peers(directory: Path) -> list[Peer]:
             continue  # being written, or not ours
         if pid == os.getpid():
             continue
-        if not _alive(pid, entry.get("start")):
+        if not process_alive(pid, entry.get("start")):
             path.unlink(missing_ok=True)
         elif _computing(pid):
             found.append(Peer(pid, threads))

@@ -12,17 +12,16 @@ labels?
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from textsynth.embed import Embedder
 from textsynth.records import Record
 from textsynth.taxonomy import derived_seed
 
 FOLDS = 2
-Embedder = Callable[[list[str]], np.ndarray]
 
 
 def record_fold(record_id: str) -> int:

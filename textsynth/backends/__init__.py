@@ -1,4 +1,4 @@
-"""Generation backends behind one small protocol; `make_backend` picks one by name."""
+"""Generation backends behind one small protocol; `load_backend` picks one by name."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from textsynth.backends.base import Backend, Completion, Request
 from textsynth.config import ExecutorConfig, ModelConfig
 
 
-def make_backend(config: ModelConfig) -> Backend:
+def load_backend(config: ModelConfig) -> Backend:
     """The backend a pipeline's `model.backend` names, with its model loaded."""
     if config.backend == "transformers":
         from textsynth.backends.transformers import TransformersBackend
@@ -23,13 +23,13 @@ def make_backend(config: ModelConfig) -> Backend:
     raise ValueError(f"unknown backend {config.backend!r}")
 
 
-def make_generator(model: ModelConfig, executor: ExecutorConfig) -> Backend:
+def start_backend(model: ModelConfig, executor: ExecutorConfig) -> Backend:
     """The pipeline's backend, run where its executor says (this process or a Ray actor pool)."""
     if executor.kind == "ray":
         from textsynth.backends.ray import RayBackend
 
         return RayBackend(model, executor)
-    return make_backend(model)
+    return load_backend(model)
 
 
-__all__ = ["Backend", "Completion", "Request", "make_backend", "make_generator"]
+__all__ = ["Backend", "Completion", "Request", "load_backend", "start_backend"]

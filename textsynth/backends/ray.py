@@ -28,10 +28,10 @@ class _Worker:
     def __init__(self, model: dict[str, Any], threads: int) -> None:
         import torch
 
-        from textsynth.backends import make_backend
+        from textsynth.backends import load_backend
 
         torch.set_num_threads(max(1, threads))
-        self.backend = make_backend(ModelConfig.model_validate(model))
+        self.backend = load_backend(ModelConfig.model_validate(model))
 
     def generate(self, requests: list[Request], params: dict[str, Any]) -> list[Completion]:
         done = {c.id: c for c in self.backend.generate(requests, GenerationParams.model_validate(params))}

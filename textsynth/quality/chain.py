@@ -11,9 +11,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from textsynth.config import Pipeline
+from textsynth.embed import Embedder
 from textsynth.funnel import Funnel
 from textsynth.quality.base import Stage
 from textsynth.quality.dedup import Dedup, quality_rank
@@ -22,8 +21,6 @@ from textsynth.quality.labelcheck import LabelCheck, Scorer
 from textsynth.quality.privacy import Privacy
 from textsynth.records import Record
 from textsynth.taxonomy import derived_seed
-
-Embedder = Callable[[list[str]], np.ndarray]
 
 
 def seeded(seed: int) -> Callable[[Record], int]:

@@ -11,17 +11,15 @@ import hashlib
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Callable
 
 import numpy as np
 
+from textsynth.embed import Embedder
 from textsynth.quality.base import Stage
 from textsynth.quality.filters import words
 from textsynth.quality.neighbours import similar_pairs
 from textsynth.quality_config import DedupConfig
 from textsynth.records import Record
-
-Embedder = Callable[[list[str]], np.ndarray]
 
 
 def normalize(text: str) -> str:

@@ -20,17 +20,17 @@ accuracy (benchmarks/dev_protocol.py, results in benchmarks/archive/history.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
 from textsynth.config import Pipeline
+from textsynth.embed import Embedder
 from textsynth.quality.base import Stage
 from textsynth.quality_config import LabelCheckConfig
 from textsynth.records import Record
 
-Embedder = Callable[[list[str]], np.ndarray]
 MIN_PER_LABEL = 5  # confident learning needs a few records of every label to estimate noise
 
 
