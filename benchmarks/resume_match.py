@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         whole, killed = Path(tmp) / "whole", Path(tmp) / "killed"
         run_build(pipeline, n=args.n, out=whole, quiet=True)
-        env = {**os.environ, "TEXTSYNTH_FAULT": f"mid_shard:{args.kill_after}"}
-        cmd = [sys.executable, str(ROOT / "cli.py"), "build", str(pipeline), "--n", str(args.n)]
-        proc = subprocess.run([*cmd, "--out", str(killed), "--quiet"], env=env, capture_output=True)
+        crash = [sys.executable, str(ROOT / "tests" / "crash.py"), f"mid_shard:{args.kill_after}", "KILL"]
+        cmd = [*crash, "build", str(pipeline), "--n", str(args.n)]
+        proc = subprocess.run([*cmd, "--out", str(killed), "--quiet"], capture_output=True)
         if proc.returncode != -9:
             raise SystemExit(f"the build was not killed: {proc.stderr.decode()[-500:]}")
         resume_build(killed, quiet=True)

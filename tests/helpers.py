@@ -22,21 +22,23 @@ def _default_sigint() -> None:
 def cli(
     *args: str, fault: str | None = None, signal_name: str | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """`textsynth ARGS` in a new process; `fault` and `signal_name` inject a crash (faults.py)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("TEXTSYNTH_FAULT")}
-    environ |= env or {}
-    if fault:
-        environ["TEXTSYNTH_FAULT"] = fault
-    if signal_name:
-        environ["TEXTSYNTH_FAULT_SIGNAL"] = signal_name
+    """`textsynth ARGS` in a new process; `fault` (`point` or `point:k`) crashes it there with
+    `signal_name` (SIGKILL by default; tests/crash.py)."""
     return subprocess.run(
-        [sys.executable, str(ROOT / "cli.py"), *args],
-        env=environ,
+        command(*args, fault=fault, signal_name=signal_name),
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=600,
         preexec_fn=_default_sigint,
     )
+
+
+def command(*args: str, fault: str | None = None, signal_name: str | None = None) -> list[str]:
+    """The argv of `textsynth ARGS`, through tests/crash.py when a fault point is armed."""
+    if fault:
+        return [sys.executable, str(ROOT / "tests" / "crash.py"), fault, signal_name or "KILL", *args]
+    return [sys.executable, str(ROOT / "cli.py"), *args]
 
 
 def one_line(proc: subprocess.CompletedProcess) -> str:

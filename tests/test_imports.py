@@ -46,7 +46,13 @@ def test_modules_import_each_other_without_a_cycle():
 
 def test_backends_know_nothing_of_quality_export_or_the_pipeline():
     graph = _graph(top_level_only=False)
-    above = ("textsynth.quality", "textsynth.export", "textsynth.pipeline", "textsynth.card", "textsynth.report")
+    above = (
+        "textsynth.quality",
+        "textsynth.export",
+        "textsynth.pipeline",
+        "textsynth.card",
+        "textsynth.report",
+    )
     backends = {m: deps for m, deps in graph.items() if m.startswith("textsynth.backends")}
     assert backends
     leaks = {m: sorted(d for d in deps if d.startswith(above)) for m, deps in backends.items()}

@@ -36,11 +36,8 @@ def test_refusal_prompt_at_high_temperature_completes(project, tmp_path):
     )
     path = edit_pipeline(project / "pipelines" / "sentiment.yaml", max_new_tokens="32", temperature="5.0")
     out = tmp_path / "hostile"
-    try:
-        result = run_build(path, n=9, out=out, quiet=True)
-        assert result.summary.kept + sum(result.summary.rejected.values()) == result.summary.planned
-    except ExportError as exc:  # every record rejected is allowed; the funnel below must say why
-        assert "no kept records" in str(exc)
+    result = run_build(path, n=9, out=out, quiet=True, export=False)  # all rejected is a valid outcome
+    assert result.summary.kept + sum(result.summary.rejected.values()) == result.summary.planned
     records = read_records(out)
     summary = json.loads((out / "summary.json").read_text())
     assert len(records) == summary["planned"] == len({r["id"] for r in records})

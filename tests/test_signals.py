@@ -2,8 +2,9 @@
 resume command printed, exit 128 + the signal number; the resume then reports no config change
 and gives the uninterrupted result.
 
-The build stops itself (SIGSTOP) at a named fault point; the test sees it stopped, sends the real
-signal from outside and lets it continue, so the signal lands at an exact place without a timer.
+The build stops itself (SIGSTOP) at a named fault point (tests/crash.py); the test sees it
+stopped, sends the real signal from outside and lets it continue, so the signal lands at an exact
+place without a timer.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,25 +20,20 @@ from typer.testing import CliRunner
 
 from textsynth.cli import app
 
-from .conftest import ROOT, copy_project, edit_pipeline
+from .conftest import copy_project, edit_pipeline
+from .helpers import command
 
 pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
 
 runner = CliRunner()
 
 
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("TEXTSYNTH_FAULT")}
-
-
 def _signalled_build(pipeline: Path, out: Path, point: str, sig: signal.Signals) -> tuple[int, str]:
     """Run `textsynth build` until it stops itself at `point`, send `sig`, return (exit code, stderr)."""
-    env = {**_clean_env(), "TEXTSYNTH_FAULT": point, "TEXTSYNTH_FAULT_SIGNAL": "STOP"}
     log = out.parent / f"{out.name}.stderr"
     with log.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "cli.py"), "build", str(pipeline), "--out", str(out), "--quiet"],
-            env=env,
+            command("build", str(pipeline), "--out", str(out), "--quiet", fault=point, signal_name="STOP"),
             stdout=subprocess.DEVNULL,
             stderr=err,
         )

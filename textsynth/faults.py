@@ -1,33 +1,19 @@
-"""Named fault points for crash tests.
+"""Named points in a build where a crash test can stop it.
 
-`TEXTSYNTH_FAULT=name` (or `name:k`, the k-th time the point is reached) makes the process
-send itself a real signal there (SIGKILL, or the one named by `TEXTSYNTH_FAULT_SIGNAL`, e.g.
-INT for Ctrl-C), or raise a real OSError for `write_error`, so that tests can stop a real build
-at exact places instead of racing a timer.
+Production code only calls `point(name)` at the places a crash matters (mid-shard, before the
+quality stage, inside a top-up round, ...). Nothing happens unless a test installed a hook in
+`HOOKS` (tests/crash.py kills, stops or fails the process there), so tests stop a real build at
+exact places instead of racing a timer, and no production code reads a test's switch.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import signal
-from collections import Counter
+from collections.abc import Callable
 
-_reached: Counter[str] = Counter()
+HOOKS: list[Callable[[str], None]] = []
 
 
 def point(name: str) -> None:
-    """Die here if the environment arms this point."""
-    armed = os.environ.get("TEXTSYNTH_FAULT")
-    if not armed:
-        return
-    target, _, nth = armed.partition(":")
-    if target != name:
-        return
-    _reached[name] += 1
-    if _reached[name] != int(nth or 1):  # the k-th time only: a resumed process is not stopped again
-        return
-    if name == "write_error":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    sig = getattr(signal, "SIG" + os.environ.get("TEXTSYNTH_FAULT_SIGNAL", "KILL"))
-    os.kill(os.getpid(), sig)
+    """Hand the point to every installed hook (none outside tests)."""
+    for hook in HOOKS:
+        hook(name)

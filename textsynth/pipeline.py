@@ -247,6 +247,7 @@ class Build:
                 extra = top_up(pipeline, self.prep.template_key, plan_ahead(probed, quotas), 0)
                 self.examples += extra
                 self.summary.planned_ahead = len(extra)
+                faults.point("plan_ahead")
                 clock.start("generate")
             parsed.update(self.stage.run([ex for ex in self.examples if ex.id not in parsed]))
             faults.point("quality")
@@ -261,6 +262,7 @@ class Build:
                 break
             self.examples += top_up(pipeline, self.prep.template_key, deficits, round_no + 1)
             self.summary.top_up_rounds = round_no + 1
+            faults.point("top_up")
         loop = pipeline.seed_examples.loop if pipeline.seed_examples else None
         if loop is not None and loop.rounds and self.summary.real_validation:
             records, funnel = self.steer(records, funnel, parsed, loop)

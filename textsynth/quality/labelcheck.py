@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from textsynth import faults
 from textsynth.config import Pipeline
 from textsynth.embed import Embedder
 from textsynth.quality.base import Stage
@@ -167,6 +168,7 @@ class LabelCheck(Stage):
         if not kept:
             return
         proba = self.probabilities(kept)
+        faults.point("label_check")  # every signal computed (and the zero-shot scores cached)
         if proba is None:
             return
         names = [lab.name for lab in self.pipeline.labels]
