@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -23,16 +22,11 @@ import numpy as np
 import torch
 
 from textsynth.backends.transformers import SCORE_TOKENS, TransformersBackend
+from textsynth.hardware import cpu_class
 from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.labelcheck import zero_shot_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_class() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    kind = "AMX" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "AVX2 only"
-    return f"{platform.processor() or platform.machine()} ({kind})"
 
 
 @torch.inference_mode()

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from textsynth.hardware import cpu_class
 from textsynth.pipeline import resume_build, run_build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,16 +38,22 @@ def main() -> None:
         resume_build(killed, quiet=True)
         a = {r["id"]: r for r in map(json.loads, (whole / "records.jsonl").open())}
         b = {r["id"]: r for r in map(json.loads, (killed / "records.jsonl").open())}
-    same = sum(a[i]["generation"]["raw"] == b[i]["generation"]["raw"] for i in a)
+        kept_a = [(r["label"], r["text"]) for r in map(json.loads, (whole / "data.jsonl").open())]
+        kept_b = [(r["label"], r["text"]) for r in map(json.loads, (killed / "data.jsonl").open())]
+    common = sorted(set(a) & set(b))  # a changed text can change what the top-up rounds plan
+    same = sum(a[i]["generation"]["raw"] == b[i]["generation"]["raw"] for i in common)
     print(
         json.dumps(
             {
-                "records_compared": len(a),
-                "same_ids": set(a) == set(b),
-                "identical_text": same,
-                "differing_text": len(a) - same,
-                "match_rate": round(same / len(a), 4),
+                "cpu": cpu_class(),
                 "dtype": next(iter(a.values()))["generation"]["dtype"],
+                "records": [len(a), len(b)],
+                "common_ids": len(common),
+                "identical_text": same,
+                "match_rate": round(same / len(common), 4),
+                "same_kept_dataset": kept_a == kept_b,
+                "kept_in_both": len(set(kept_a) & set(kept_b)),
+                "kept": [len(kept_a), len(kept_b)],
             }
         )
     )

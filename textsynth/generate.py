@@ -186,7 +186,10 @@ class GenerationStage:
                     live = [r for r in in_flight if r.status == "kept"]
                     if step.judge is not None:
                         engine = functools.partial(self._engine, step)
-                        scorer = CachedScorer(engine, self.cache, self._identity(step))
+                        identity = self._identity(step)
+                        scorer = CachedScorer(
+                            engine, self.cache, identity, self.progress, f"judge: {step.name}"
+                        )
                         judge(step, live, scorer, functools.partial(self._render, step), self._shas(step))
                     else:
                         self._step(k, step, live, writer)

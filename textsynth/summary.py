@@ -72,6 +72,7 @@ class BuildSummary:
     shortfall: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # wall seconds: load, generate, quality, ...
+    stages: dict[str, float] = field(default_factory=dict)  # wall seconds per quality stage, all rounds
     model_loads: int = 0  # by this process, or by the Ray actors of the build
     drift: Drift | None = None
     funnel: Funnel | None = None
@@ -124,6 +125,7 @@ class BuildSummary:
             "generation_s": round(self.gen.seconds, 2),
             "wall_s": round(self.wall_s, 2),
             "phases_s": {k: round(v, 2) for k, v in self.phases.items()},
+            "stages_s": {k: round(v, 2) for k, v in self.stages.items()},
             "model_loads": self.model_loads,
             "examples_per_s": round(self.examples_per_s, 3),
             "drift": vars(self.drift) if self.drift else None,
