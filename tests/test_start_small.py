@@ -65,6 +65,7 @@ def test_preview_generates_and_exports_nothing(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())  # rich wraps the title at the terminal's width
     assert "nothing exported" in output and "positive" in output
+    assert "the label check flags mismatches from 5 examples per label" in output  # not a silent "kept"
     assert not (tmp_path / "runs").exists()
 
 

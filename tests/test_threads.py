@@ -15,7 +15,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
-from textsynth.threads import Peer, _proc_state, claim_threads, cores, free_cores, peers
+from textsynth.threads import Peer, _proc_state, busy_cores, claim_threads, cores, free_cores, peers
 
 REGISTER = (
     "import os, sys, time; from pathlib import Path; from textsynth.threads import register; "
@@ -96,7 +96,11 @@ def test_an_idle_registered_process_holds_no_cores(tmp_path, caplog, restore_thr
 
 def test_threads_fit_the_free_cores(tmp_path, restore_threads):
     assert free_cores([Peer(1, 10_000)]) == 1
-    assert 1 <= free_cores([]) <= cores()
+    # /proc/loadavg as given: 1-minute load, runnable/total tasks (this process is one of them)
+    assert busy_cores([], "0.02 0.10 0.09 1/180 4242") == 0  # only this process runs
+    assert busy_cores([], "3.10 2.00 1.00 5/180 4242") == 2  # load 3 and 5 runnable: 2 besides us
+    assert busy_cores([], "3.10 2.00 1.00 1/180 4242") == 0  # a lagging load, nothing runs now
+    assert busy_cores([Peer(1, 2)], "0.00 0.00 0.00 1/180 4242") == 2  # a registered build's threads
     torch.set_num_threads(1)  # sized by someone else (a Ray actor): never raised
     assert claim_threads.__wrapped__(tmp_path) == torch.get_num_threads() == 1
 

@@ -323,17 +323,20 @@ def schema(
 @user_errors
 def preview(
     pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML.")],
-    per_label: Annotated[int, typer.Option("--per-label", help="Examples per label.")] = 3,
+    per_label: Annotated[
+        int, typer.Option("--per-label", help="Examples per label (the label check flags from 5 up).")
+    ] = 5,
     debug: DebugOpt = False,
 ) -> None:
     """Generate a few examples per label with the real model and show their verdicts; exports nothing.
 
-    Example: textsynth preview pipelines/sentiment.yaml --per-label 3
+    Example: textsynth preview pipelines/sentiment.yaml --per-label 5
     """
     import tempfile
 
     from textsynth.pipeline import run_build
     from textsynth.pipeline_file import load_pipeline
+    from textsynth.quality.labelcheck import MIN_PER_LABEL
     from textsynth.run import RunDir
 
     if per_label < 1:
@@ -364,6 +367,11 @@ def preview(
             "" if conf is None else f"{conf:.2f}",
         )
     Console().print(table)
+    if per_label < MIN_PER_LABEL and source.quality.label_check.enabled:
+        print(
+            f"note: the label check flags mismatches from {MIN_PER_LABEL} examples per label; with "
+            f"{per_label} it shows confidences only (preview --per-label {MIN_PER_LABEL} to see its verdicts)"
+        )
 
 
 review_app = typer.Typer(help="Expert review: export a sheet, apply its decisions.", no_args_is_help=True)

@@ -98,19 +98,27 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def free_cores(others: list[Peer]) -> int:
-    """Cores in this process's affinity that neither other builds nor other running work hold.
+def busy_cores(others: list[Peer], loadavg: str) -> int:
+    """Cores held by other builds or by other running work (`loadavg`: /proc/loadavg's text).
 
     Other work is the smaller of the 1-minute load and the tasks runnable right now, less this
     process: a load average lags, a snapshot flickers, both high means busy cores.
     """
     busy = sum(p.threads for p in others)
     try:
-        load1, _, _, runnable, _ = Path("/proc/loadavg").read_text().split()
-        busy = max(busy, min(round(float(load1)), int(runnable.split("/")[0])) - 1)
-    except (OSError, ValueError):
-        pass
-    return max(1, cores() - busy)
+        load1, _, _, runnable, _ = loadavg.split()
+        return max(busy, min(round(float(load1)), int(runnable.split("/")[0])) - 1)
+    except ValueError:
+        return busy
+
+
+def free_cores(others: list[Peer]) -> int:
+    """Cores in this process's affinity that neither other builds nor other running work hold."""
+    try:
+        loadavg = Path("/proc/loadavg").read_text()
+    except OSError:
+        loadavg = ""
+    return max(1, cores() - busy_cores(others, loadavg))
 
 
 def _limit_blas(threads: int) -> None:

@@ -69,6 +69,14 @@ class Active:
     logits: torch.Tensor  # (rows, vocab)
 
 
+@dataclass
+class SharedPrefix:
+    """A prompt prefix's per-layer keys and values, and its length in tokens."""
+
+    cache: list[tuple[torch.Tensor, torch.Tensor]]
+    length: int
+
+
 def common_prefix(prompts: list[list[int]]) -> int:
     """Length of the token prefix shared by all prompts, leaving each at least one token."""
     if not prompts:
@@ -304,10 +312,15 @@ class DecodeLoop:
         return kept, order
 
     @torch.inference_mode()
-    def next_logits(self, items: list[Item], all_prompts: list[list[int]]) -> torch.Tensor:
-        """Next-token logits after each prompt, sharing the prefix common to `all_prompts`."""
+    def shared_prefix(self, all_prompts: list[list[int]]) -> SharedPrefix:
+        """The KV cache of the token prefix common to `all_prompts`, computed once for all batches."""
         plen = common_prefix(all_prompts)
-        return self._prefill(items, self._prefix_cache(all_prompts[0][:plen]), plen).logits
+        return SharedPrefix(self._prefix_cache(all_prompts[0][:plen]), plen)
+
+    @torch.inference_mode()
+    def prefill(self, items: list[Item], prefix: SharedPrefix) -> Active:
+        """The prompts of `items` prefilled after `prefix`: their cache and next-token logits."""
+        return self._prefill(items, prefix.cache, prefix.length)
 
     @staticmethod
     def _guided(active: Active, scale: float, slot: dict[int, int]) -> tuple[list[int], torch.Tensor]:

@@ -8,10 +8,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from transformers import DynamicCache
 
 from textsynth.backends.base import Backend, Completion, Request, opening
-from textsynth.backends.decode import DecodeLoop, Item
+from textsynth.backends.decode import Active, DecodeLoop, Item
 from textsynth.backends.grammar import Grammars, RowGrammar
 from textsynth.backends.length import LengthPush
 from textsynth.config import GenerationParams, ModelConfig
@@ -96,59 +95,65 @@ class TransformersBackend(Backend):
         choice_ids = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
         encoded = [self.encode(m) for m in prompts]
         loop = self._loop()
+        prefix = loop.shared_prefix(encoded)  # the question all prompts start with: computed once
+        rows = sorted(((i, 0, ids) for i, ids in enumerate(encoded)), key=lambda r: len(r[2]))
+        out = np.zeros((len(prompts), len(choices)))
         if len({ids[0] for ids in choice_ids}) == len(choices):
             # distinct first tokens decide the choice: one forward per prompt
             firsts = torch.tensor([ids[0] for ids in choice_ids])
-            rows = sorted(((i, 0, ids) for i, ids in enumerate(encoded)), key=lambda r: len(r[2]))
-            out = np.zeros((len(prompts), len(choices)))
             for batch in self._padded_batches(rows):
-                logits = loop.next_logits(batch, encoded)
+                logits = loop.prefill(batch, prefix).logits
                 logp = torch.log_softmax(logits.float(), dim=-1)[:, firsts.to(logits.device)]
                 out[[i for i, _, _ in batch]] = logp.cpu().numpy()
             return out
         # choices that share a first token (intents such as top_up_failed, top_up_limits): each
         # prompt is prefilled once and every choice continues from its KV cache
-        rows = sorted(((i, 0, ids) for i, ids in enumerate(encoded)), key=lambda r: len(r[2]))
-        out = np.zeros((len(prompts), len(choices)))
-        per_batch = max(1, self.batch_size // len(choices))
-        for start in range(0, len(rows), per_batch):
-            batch = rows[start : start + per_batch]
-            out[[i for i, _, _ in batch]] = self._continuations(batch, choice_ids)
+        for batch in self._padded_batches(rows):
+            out[[i for i, _, _ in batch]] = self._continuations(loop.prefill(batch, prefix), choice_ids)
         return out
 
-    def _continuations(self, batch: list[Item], choice_ids: list[list[int]]) -> np.ndarray:
-        """(prompts, choices) log-likelihood of each choice after each prompt of `batch`: the
-        prompts are prefilled once (left-padded), their cache repeated once per choice, and the
-        choices (right-padded) run as one continuation of every prompt."""
+    def _continuations(self, prompts: Active, choice_ids: list[list[int]]) -> np.ndarray:
+        """(prompts, choices) log-likelihood of each choice after each prefilled prompt.
+
+        The choices' tokens form a prefix tree ("top_up_failed" and "top_up_limits" share
+        "top_up_"); every prompt's row continues with the tree's inner nodes once, each node
+        attending to the prompt and its own ancestors only, so a node's logits score the next token
+        of every choice through it (47 tokens instead of 10 padded choices of 12 for the ten
+        top-up intents).
+        """
         model, device = self.loaded.model, self.loaded.model.device
-        width = max(len(ids) for _, _, ids in batch)
-        pad = self.loaded.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(s)) + s for _, _, s in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for _, _, s in batch], device=device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache(config=model.config)
-        kwargs = {self._cache_arg: cache, "use_cache": True}
-        first = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
-        first_logp = torch.log_softmax(first.logits[:, -1].float(), dim=-1)  # predicts each first token
-        n = len(choice_ids)
-        cache.batch_repeat_interleave(n)
-        longest = max(len(c) for c in choice_ids)
-        tails = torch.tensor([c + [pad] * (longest - len(c)) for c in choice_ids] * len(batch), device=device)
-        tail_mask = torch.tensor([[1] * len(c) + [0] * (longest - len(c)) for c in choice_ids] * len(batch))
-        attention = torch.cat([mask.repeat_interleave(n, dim=0), tail_mask.to(device)], dim=1)
-        tail_pos = positions[:, -1:].repeat_interleave(n, dim=0) + 1 + torch.arange(longest, device=device)
-        logits = model(input_ids=tails, attention_mask=attention, position_ids=tail_pos, **kwargs).logits
-        logp = torch.log_softmax(logits.float(), dim=-1)  # position t predicts choice token t + 1
-        out = np.zeros((len(batch), n))
-        for b in range(len(batch)):
+        nodes: dict[tuple[int, ...], int] = {}  # a choice prefix fed as input → its column
+        for choice in choice_ids:
+            for k in range(1, len(choice)):
+                nodes.setdefault(tuple(choice[:k]), len(nodes))
+        first_logp = torch.log_softmax(prompts.logits.float(), dim=-1)  # predicts each first token
+        out = first_logp[:, [c[0] for c in choice_ids]].double()
+        if nodes:
+            prefixes = list(nodes)
+            ancestors = torch.zeros(len(nodes), len(nodes), dtype=torch.bool)
+            for prefix, col in nodes.items():
+                ancestors[col, [nodes[prefix[:j]] for j in range(1, len(prefix) + 1)]] = True
+            rows = len(prompts.rows)
+            tree = ancestors.to(device)[None].expand(rows, -1, -1)
+            mask = torch.cat([prompts.attention.bool()[:, None, :].expand(-1, len(nodes), -1), tree], dim=2)
+            ids = torch.tensor([p[-1] for p in prefixes], device=device)[None].expand(rows, -1)
+            depth = torch.tensor([len(p) - 1 for p in prefixes], device=device)
+            logits = model(
+                input_ids=ids,
+                attention_mask=mask[:, None],
+                position_ids=prompts.next_pos + depth[None],
+                use_cache=True,
+                **{self._cache_arg: prompts.cache},
+            ).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)  # node column t predicts the next token
             for j, choice in enumerate(choice_ids):
-                row = b * n + j
-                total = first_logp[b, choice[0]]
-                if len(choice) > 1:
-                    rest = torch.tensor(choice[1:], device=device)
-                    total = total + logp[row, : len(choice) - 1].gather(-1, rest[:, None]).sum()
-                out[b, j] = float(total)
-        return out
+                cols = [nodes[tuple(choice[:k])] for k in range(1, len(choice))]
+                if cols:
+                    steps = logp[:, cols].gather(
+                        -1, torch.tensor(choice[1:], device=device)[None, :, None].expand(rows, -1, 1)
+                    )
+                    out[:, j] += steps.squeeze(-1).double().sum(dim=1)
+        return out.cpu().numpy()
 
     def _grammar(self, request: object) -> RowGrammar | None:
         """A matcher for a request with a schema; the tokenizer is indexed on first use."""
