@@ -7,14 +7,18 @@ parameters for every method:
 
 1. baseline_pipeline      transformers `pipeline("text-generation")`, fp32, one prompt at a time
                           (on a subset; rates are per-example, so they carry over to N)
-2. plain_generate_bf16    `model.generate` on the bf16 model as transformers loads it (its linear
+2. plain_generate    `model.generate` on the model as transformers loads it (its linear
                           layers unpacked), left-padded batches
 3. llama_cpp              llama-cpp-python on the GGUF itself, if it is installed
-4. textsynth_backend_unpacked  TransformersBackend.generate, bf16, on that same unpacked model
-5. textsynth_backend      TransformersBackend.generate, bf16, linear weights packed once at load
+4. textsynth_backend_unpacked  TransformersBackend.generate on that same unpacked model
+5. textsynth_backend      TransformersBackend.generate, linear weights packed once at load
                           (textsynth/packing.py), as every textsynth build runs on a CPU
 6. textsynth_end_to_end   textsynth.pipeline.run_build on pipelines/sentiment.yaml (plan, render,
                           generate, parse, store, export), model already loaded
+
+Every method runs in the dtype `--dtype` names, by default the one `dtype: auto` resolves to on
+this machine (bf16 where the CPU has native bf16 kernels, fp32 on an AVX2-only CPU), so the
+numbers are those of the builds a user runs here; the CPU class heads the output.
 
 Generated tokens are counted per row up to and including its EOS, never padding or steps taken
 after the row ended. Models are loaded and warmed up before any timing.
@@ -32,9 +36,9 @@ examples per second against the one-at-a-time pipeline baseline in the same proc
 
 --llama-server starts llama.cpp's server (the binary at PATH) on the embedded GGUF with
 `--slots` parallel slots and continuous batching, sends the same prompts with the same sampling
-parameters from as many client threads, and runs the textsynth backend (bf16) beside it.
+parameters from as many client threads, and runs the textsynth backend beside it.
 
---paired R runs plain `generate` (bf16) and the textsynth backend in turn, R rounds each, the
+--paired R runs plain `generate` and the textsynth backend in turn, R rounds each, the
 order swapped every round (ABBA), and prints every round's ratio and the median's: on a shared
 machine one run of each can drift by ±10 % between them, and a steady drift would favour
 whichever always ran first.
@@ -45,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -61,6 +64,7 @@ import transformers
 from textsynth.backends.base import Request
 from textsynth.backends.transformers import TransformersBackend
 from textsynth.config import GenerationParams, ModelConfig
+from textsynth.hardware import cpu_class
 from textsynth.models import LoadedModel, default_gguf, identify, load_model, resolve_dtype
 from textsynth.pipeline import run_build
 from textsynth.pipeline_file import load_pipeline
@@ -90,6 +94,7 @@ PRODUCTS = (
     "bluetooth speaker",
     "kitchen knife set",
 )
+DTYPE = "auto"  # set from --dtype in main
 PARAMS = GenerationParams(max_new_tokens=96, temperature=0.8, top_p=0.95, top_k=50)
 SEED = 0
 SCALING_N = (64, 256, 1024)
@@ -278,21 +283,10 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def cpu_description() -> str:
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?"
-    )
-    flags = [f for f in ("amx_bf16", "avx512_bf16") if f" {f}" in info]
-    return f"{model} (bf16 flags: {', '.join(flags) or 'none'})"
-
-
 def environment() -> dict[str, Any]:
     return {
-        "cpu": cpu_description(),
+        "cpu": cpu_class(),
+        "dtype": DTYPE,
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -319,7 +313,7 @@ def compute_ratios(rows: dict[str, Row]) -> dict[str, float]:
     wanted = [
         ("textsynth_backend", "baseline_pipeline", "examples/s"),
         ("textsynth_backend", "llama_cpp", "examples/s"),
-        ("textsynth_backend", "plain_generate_bf16", "tokens/s"),
+        ("textsynth_backend", "plain_generate", "tokens/s"),
         ("textsynth_backend", "textsynth_backend_unpacked", "tokens/s"),
         ("textsynth_end_to_end", "baseline_pipeline", "examples/s"),
     ]
@@ -345,20 +339,20 @@ def load(dtype: str) -> LoadedModel:
     return load_model(ModelConfig(dtype=dtype))
 
 
-def load_unpacked(bf16: LoadedModel) -> LoadedModel:
-    """The same bf16 weights as transformers loads them, without textsynth's packed linears."""
-    source = identify(ModelConfig(dtype="bfloat16")).source
-    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16).eval()
-    return replace(bf16, model=model)
+def load_unpacked(loaded: LoadedModel) -> LoadedModel:
+    """The same weights as transformers loads them, without textsynth's packed linears."""
+    source = identify(ModelConfig(dtype=DTYPE)).source
+    model = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=getattr(torch, DTYPE)).eval()
+    return replace(loaded, model=model)
 
 
 def compare(
     n: int, batch: int, subset: int, skip: Sequence[str] = ()
 ) -> tuple[list[Row], dict[str, float], list[str]]:
     """All six methods in order, less those in `skip`; (rows, ratios, notes about skipped methods)."""
-    fp32, bf16 = load("float32"), load("bfloat16")
-    unpacked = load_unpacked(bf16)
-    backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
+    fp32, loaded = load("float32"), load(DTYPE)
+    unpacked = load_unpacked(loaded)
+    backend = TransformersBackend(ModelConfig(dtype=DTYPE, batch_size=batch), loaded)
     prompts = make_prompts(n)
     warm = GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
     rows: list[Row] = []
@@ -383,10 +377,10 @@ def compare(
     del pipe
 
     run_plain_generate(unpacked, backend, prompts[:2], warm, batch)
-    log(f"plain_generate_bf16: {n} prompts, batch {batch}")
+    log(f"plain_generate: {n} prompts, batch {batch}")
     torch.manual_seed(SEED)
     tokens, wall = run_plain_generate(unpacked, backend, prompts, PARAMS, batch)
-    rows.append(Row("plain_generate_bf16", n, tokens, wall, f"bf16, batch {batch}"))
+    rows.append(Row("plain_generate", n, tokens, wall, f"{DTYPE}, batch {batch}"))
 
     llm = None if "llama_cpp" in skip else load_llama()
     if "llama_cpp" in skip:
@@ -402,17 +396,19 @@ def compare(
         del llm
 
     requests = make_requests(prompts)
-    plain_backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), unpacked)
+    plain_backend = TransformersBackend(ModelConfig(dtype=DTYPE, batch_size=batch), unpacked)
     run_backend(plain_backend, requests[:2], warm)
     log(f"textsynth_backend_unpacked: {n} prompts, batch {batch}")
     examples, tokens, wall = run_backend(plain_backend, requests, PARAMS)
-    rows.append(Row("textsynth_backend_unpacked", examples, tokens, wall, f"bf16, batch {batch}, unpacked"))
+    rows.append(
+        Row("textsynth_backend_unpacked", examples, tokens, wall, f"{DTYPE}, batch {batch}, unpacked")
+    )
     del plain_backend, unpacked
 
     run_backend(backend, requests[:2], warm)
     log(f"textsynth_backend: {n} prompts, batch {batch}")
     examples, tokens, wall = run_backend(backend, requests, PARAMS)
-    rows.append(Row("textsynth_backend", examples, tokens, wall, f"bf16, batch {batch}"))
+    rows.append(Row("textsynth_backend", examples, tokens, wall, f"{DTYPE}, batch {batch}"))
 
     if "textsynth_end_to_end" in skip:
         notes.append("textsynth_end_to_end: skipped (--skip)")
@@ -493,12 +489,12 @@ def server_compare(binary: Path, n: int, batch: int, slots: int) -> tuple[list[R
     prompts = make_prompts(n)
     log(f"llama_server: {n} prompts, {slots} slots")
     rows = [run_llama_server(binary, prompts, slots)]
-    backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), load("bfloat16"))
+    backend = TransformersBackend(ModelConfig(dtype=DTYPE, batch_size=batch), load(DTYPE))
     requests = make_requests(prompts)
     run_backend(backend, requests[:2], GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4}))
     log(f"textsynth_backend: {n} prompts, batch {batch}")
     examples, tokens, wall = run_backend(backend, requests, PARAMS)
-    rows.append(Row("textsynth_backend", examples, tokens, wall, f"bf16, batch {batch}"))
+    rows.append(Row("textsynth_backend", examples, tokens, wall, f"{DTYPE}, batch {batch}"))
     return rows, {
         "textsynth_backend vs llama_server (examples/s)": rows[1].examples_per_s / rows[0].examples_per_s,
         "textsynth_backend vs llama_server (tokens/s)": rows[1].tokens_per_s / rows[0].tokens_per_s,
@@ -507,21 +503,21 @@ def server_compare(binary: Path, n: int, batch: int, slots: int) -> tuple[list[R
 
 def paired(n: int, batch: int, rounds: int) -> tuple[list[Row], dict[str, float]]:
     """Plain `generate` and the backend in turn, `rounds` times; the median round of each."""
-    bf16 = load("bfloat16")
-    unpacked = load_unpacked(bf16)
-    backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
+    loaded = load(DTYPE)
+    unpacked = load_unpacked(loaded)
+    backend = TransformersBackend(ModelConfig(dtype=DTYPE, batch_size=batch), loaded)
     prompts, warm = make_prompts(n), GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
     requests = make_requests(prompts)
     run_plain_generate(unpacked, backend, prompts[:2], warm, batch)
     run_backend(backend, requests[:2], warm)
-    note = f"bf16, batch {batch}, median of {rounds}"
+    note = f"{DTYPE}, batch {batch}, median of {rounds}"
     plain: list[Row] = []
     ours: list[Row] = []
 
     def run_plain() -> None:
         torch.manual_seed(SEED)
         tokens, wall = run_plain_generate(unpacked, backend, prompts, PARAMS, batch)
-        plain.append(Row("plain_generate_bf16", n, tokens, wall, note))
+        plain.append(Row("plain_generate", n, tokens, wall, note))
 
     def run_ours() -> None:
         examples, tokens, wall = run_backend(backend, requests, PARAMS)
@@ -563,11 +559,11 @@ def default_build(subset: int) -> tuple[list[Row], dict[str, float]]:
 
 def scaling(ns: Sequence[int], batches: Sequence[int]) -> list[Row]:
     """textsynth_backend alone over a grid of N × batch size."""
-    bf16 = load("bfloat16")
+    loaded = load(DTYPE)
     warm = GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4})
     rows: list[Row] = []
     for batch in batches:
-        backend = TransformersBackend(ModelConfig(dtype="bfloat16", batch_size=batch), bf16)
+        backend = TransformersBackend(ModelConfig(dtype=DTYPE, batch_size=batch), loaded)
         run_backend(backend, make_requests(make_prompts(2)), warm)
         for n in ns:
             log(f"scaling: textsynth_backend n={n} batch={batch}")
@@ -585,6 +581,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--baseline-subset", type=int, default=6, help="prompts the slow pipeline baseline runs (default 6)"
     )
+    parser.add_argument("--dtype", default="auto", help="auto (what a build runs here), float32, bfloat16")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--scaling", action="store_true", help="only textsynth_backend over N × batch")
     parser.add_argument("--default-build", action="store_true", help="the README build against the baseline")
@@ -608,10 +605,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    global DTYPE
     args = parse_args(argv)
+    DTYPE = resolve_dtype(args.dtype)
     env = environment()
     print(
-        f"# {env['cpu']}; torch {env['torch']} ({env['torch_threads']} threads), "
+        f"# {env['cpu']}, {env['dtype']}; torch {env['torch']} ({env['torch_threads']} threads), "
         f"transformers {env['transformers']}; params {env['params']}"
     )
     if env["load_avg_1min_at_start"] > 0.5:
