@@ -53,3 +53,14 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
 def records(run_dir: Path) -> list[dict[str, Any]]:
     """A run's records.jsonl as dicts."""
     return [json.loads(line) for line in (run_dir / "records.jsonl").open(encoding="utf-8")]
+
+
+def shard_lines(run_dir: Path) -> list[str]:
+    """Every complete (newline-ended) line of a run's shards, in shard order: a line torn by a
+    crash is not one."""
+    return [
+        line
+        for shard in sorted((run_dir / "shards").glob("*.jsonl"))
+        for line in shard.read_text().splitlines(keepends=True)
+        if line.endswith("\n")
+    ]

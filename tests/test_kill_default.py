@@ -17,18 +17,9 @@ import pytest
 from textsynth.pipeline import run_build
 
 from .conftest import copy_project, edit_pipeline
-from .helpers import cli
+from .helpers import cli, shard_lines
 
 pytestmark = pytest.mark.slow  # whole builds in subprocesses: not in the everyday tier
-
-
-def _complete_shard_lines(run: Path) -> list[str]:
-    return sorted(
-        line
-        for shard in (run / "shards").glob("*.jsonl")
-        for line in shard.read_text().splitlines(keepends=True)
-        if line.endswith("\n")
-    )
 
 
 def _kept(run: Path) -> list[tuple[str, str]]:
@@ -63,7 +54,7 @@ def test_kill_9_in_every_phase_then_resume_equals_uninterrupted(tmp_path):
         proc = cli(*command, fault=point)
         assert proc.returncode == -9, (point, proc.stderr[-2000:])
         assert not (out / "dataset").exists()
-        now = set(_complete_shard_lines(out))
+        now = set(shard_lines(out))
         assert finished <= now  # what an earlier process finished is still there, byte for byte
         finished = now
         command = ["resume", str(out), "--quiet"]
@@ -71,7 +62,7 @@ def test_kill_9_in_every_phase_then_resume_equals_uninterrupted(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
 
     # nothing finished was made twice, and what was made before a kill is what the build without one made
-    assert _complete_shard_lines(out) == _complete_shard_lines(tmp_path / "whole")
-    assert finished <= set(_complete_shard_lines(out))
+    assert sorted(shard_lines(out)) == sorted(shard_lines(tmp_path / "whole"))
+    assert finished <= set(shard_lines(out))
     assert _kept(out) == _kept(tmp_path / "whole")
     assert (out / "records.jsonl").read_text() == (tmp_path / "whole" / "records.jsonl").read_text()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from pathlib import Path
 
 import pytest
 import yaml
@@ -21,18 +20,11 @@ from textsynth.pipeline import resume_build, run_build
 
 from .conftest import GREEDY, copy_project, edit_pipeline
 from .crash import Crash
-from .helpers import cli
+from .helpers import cli, shard_lines
 
 pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
 
 runner = CliRunner()
-
-
-def _complete_shard_lines(run: Path) -> list[str]:
-    lines = []
-    for shard in sorted((run / "shards").glob("*.jsonl")):
-        lines += [line for line in shard.read_text().splitlines(keepends=True) if line.endswith("\n")]
-    return lines
 
 
 def test_write_failure_keeps_finished_records(read_only_greedy, reference, tmp_path, monkeypatch):
@@ -41,7 +33,7 @@ def test_write_failure_keeps_finished_records(read_only_greedy, reference, tmp_p
     result = runner.invoke(app, ["build", str(read_only_greedy), "--out", str(out), "--quiet"])
     assert result.exit_code == 2 and "No space left on device" in result.stderr
     assert "textsynth resume" in result.stderr
-    assert len(_complete_shard_lines(out)) >= 6  # the first batch survived
+    assert len(shard_lines(out)) >= 6  # the first batch survived
     assert not (out / "dataset").exists()
     monkeypatch.setattr(faults, "HOOKS", [])
     resume_build(out, quiet=True)

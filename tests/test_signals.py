@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from textsynth.cli import app
 
 from .conftest import copy_project, edit_pipeline
-from .helpers import command
+from .helpers import command, shard_lines
 
 pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in the everyday tier
 
@@ -45,15 +45,6 @@ def _signalled_build(pipeline: Path, out: Path, point: str, sig: signal.Signals)
     return code, log.read_text()
 
 
-def _complete_lines(out: Path) -> list[str]:
-    return [
-        line
-        for shard in sorted((out / "shards").glob("*.jsonl"))
-        for line in shard.read_text().splitlines(keepends=True)
-        if line.endswith("\n")
-    ]
-
-
 # During generation the three signals share one handler (generate.StopFlag.SIGNALS), so two are
 # sent here; SIGTERM is sent after generation by the next test, where the command's handler takes it.
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
@@ -65,7 +56,7 @@ def test_signal_during_generation_saves_and_resumes_without_drift(read_only_gree
     assert "Traceback" not in stderr
     # the batch in flight was persisted, nothing more; the kernel may hand the signal to another
     # thread, so the main thread can take one more finished row before it sees the flag
-    assert 5 <= len(_complete_lines(out)) <= 6
+    assert 5 <= len(shard_lines(out)) <= 6
     assert not (out / "dataset").exists()
     resumed = runner.invoke(app, ["resume", str(out)])  # in this process: the model is loaded
     assert resumed.exit_code == 0, resumed.stderr[-2000:]
@@ -79,7 +70,7 @@ def test_sigterm_after_generation_stops_cleanly_and_resumes(read_only_greedy, re
     code, stderr = _signalled_build(read_only_greedy, out, "quality", signal.SIGTERM)
     assert code == 143, stderr[-2000:]
     assert "interrupted by SIGTERM" in stderr and "Traceback" not in stderr
-    assert len(_complete_lines(out)) == 12 and not (out / "dataset").exists()
+    assert len(shard_lines(out)) == 12 and not (out / "dataset").exists()
     resumed = runner.invoke(app, ["resume", str(out)])  # in this process: the model is loaded
     assert resumed.exit_code == 0 and "config changed" not in resumed.stderr, resumed.stderr[-2000:]
     assert json.loads((out / "summary.json").read_text())["generated"] == 0
