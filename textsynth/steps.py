@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import softmax
 
 from textsynth.backends import Completion
 from textsynth.backends.grammar import json_schema
@@ -110,8 +111,7 @@ def judge(
     for criterion, text in rubric.criteria.items():
         extra = {"criterion": criterion, "rubric": text, "scale": scale_text}
         loglik = scorer.score([render(r, extra) for r in records], choices)
-        probs = np.exp(loglik - loglik.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = softmax(loglik, axis=1)
         for record, p in zip(records, probs):
             record.scores[f"judge_{criterion}"] = round(float(p @ scale), 4)
     low, high = rubric.scale[0], rubric.scale[-1]

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
+from scipy.special import softmax
 
 from textsynth import faults
 from textsynth.config import Pipeline
@@ -49,11 +50,6 @@ def zero_shot_prompt(pipeline: Pipeline, text: str) -> list[dict[str, str]]:
     return [
         {"role": "user", "content": f"Is this text {names}? Answer with one word.\n\nText: {text}"},
     ]
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 def out_of_fold_probabilities(
@@ -95,7 +91,7 @@ def label_issues(proba: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def _calibrated(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Softmax after removing each label's mean score over the build (its prior)."""
-    return _softmax((scores - scores.mean(axis=0, keepdims=True)) / temperature)
+    return softmax((scores - scores.mean(axis=0, keepdims=True)) / temperature, axis=1)
 
 
 class LabelCheck(Stage):
