@@ -17,7 +17,14 @@ from rich.console import Console
 from rich.table import Table
 
 from textsynth.cli_errors import user_errors
-from textsynth.cli_tables import funnel_table, summary_table
+from textsynth.cli_tables import (
+    duplicates_table,
+    funnel_table,
+    plan_table,
+    preview_table,
+    sample_prompts,
+    summary_table,
+)
 from textsynth.errors import ConfigError
 from textsynth.validation import verdict
 
@@ -133,29 +140,9 @@ def dedup_pairs(
 
     Example: textsynth dedup-pairs runs/sentiment --min-cosine 0.9
     """
-    from textsynth.config import Pipeline
-    from textsynth.errors import ConfigError
-    from textsynth.quality.dedup import flagged_pairs, rethreshold
-    from textsynth.run import RunDir
+    from textsynth.commands import flagged_duplicates
 
-    run = RunDir(run_dir)
-    records = run.read_records()
-    if min_cosine is not None:
-        if not 0 < min_cosine <= 1:
-            raise ConfigError(f"--min-cosine {min_cosine}: must be in (0, 1]")
-        manifest = run.read_manifest() or {}
-        config = Pipeline.model_validate(manifest["config"]).quality.dedup
-        vectors = run.read_embeddings()
-        records = rethreshold(
-            records, vectors, config.model_copy(update={"min_cosine_similarity": min_cosine})
-        )
-    pairs = flagged_pairs(records)
-    table = Table(title=f"{len(pairs)} flagged duplicates in {run_dir} (least similar first)")
-    for col in ("similarity", "method", "duplicate", "kept representative"):
-        table.add_column(col)
-    for dup, rep, method, sim in pairs[:top]:
-        table.add_row(f"{sim:.3f}", method, dup.text or "", rep.text or "")
-    Console().print(table)
+    Console().print(duplicates_table(flagged_duplicates(run_dir, min_cosine), top, run_dir))
 
 
 @app.command("export")
@@ -275,26 +262,13 @@ def validate(
 
     Example: textsynth validate pipelines/sentiment.yaml
     """
-    from collections import Counter
-
     from textsynth.pipeline import prepare
 
     prep = prepare(pipeline)
     console = Console()
-    table = Table(title=f"{pipeline}: plan of {len(prep.planned)} requests")
-    for col in ("label", "examples", "distinct leaves", "largest leaf"):
-        table.add_column(col)
-    for label in prep.pipeline.label_names:
-        leaves = Counter(ex.leaf for ex in prep.planned if ex.label == label)
-        top = leaves.most_common(1)[0] if leaves else ("-", 0)
-        table.add_row(label, str(sum(leaves.values())), str(len(leaves)), f"{top[0]} ({top[1]})")
-    console.print(table)
-    for label in prep.pipeline.label_names:
-        example = next((ex for ex in prep.planned if ex.label == label), None)
-        if example is None:
-            continue
-        messages = prep.messages[example.id]  # first step only: later steps need earlier outputs
-        console.print(f"[bold]sample prompt for {label}[/bold] ({example.leaf})")
+    console.print(plan_table(prep, pipeline))
+    for label, leaf, messages in sample_prompts(prep):
+        console.print(f"[bold]sample prompt for {label}[/bold] ({leaf})")
         for m in messages:
             console.print(f"  {m['role']}: {m['content']}", highlight=False, markup=False)
     console.print("ok: no model was loaded")
@@ -332,41 +306,15 @@ def preview(
 
     Example: textsynth preview pipelines/sentiment.yaml --per-label 5
     """
-    import tempfile
-
-    from textsynth.pipeline import run_build
+    from textsynth.commands import preview_records
     from textsynth.pipeline_file import load_pipeline
     from textsynth.quality.labelcheck import MIN_PER_LABEL
-    from textsynth.run import RunDir
 
     if per_label < 1:
         raise ConfigError(f"--per-label {per_label}: must be at least 1")
     source = load_pipeline(pipeline)
-    small = source.model_copy(update={"quality": source.quality.model_copy(update={"top_up_rounds": 0})})
-    with tempfile.TemporaryDirectory(prefix="textsynth-preview-") as tmp:
-        result = run_build(
-            small,
-            n=per_label * len(source.label_names),
-            out=Path(tmp) / "run",
-            quiet=True,
-            pipeline_path=pipeline,
-            export=False,
-        )
-        records = RunDir(result.run_dir).read_records()
-    table = Table(title=f"preview of {pipeline} ({len(records)} examples, nothing exported)", show_lines=True)
-    for col in ("label", "leaf", "text", "verdict", "label conf."):
-        table.add_column(col)
-    for r in sorted(records, key=lambda r: (r.label, r.id)):
-        verdict = "kept" if r.status == "kept" else ", ".join(r.reasons)
-        conf = r.scores.get("label_confidence")
-        table.add_row(
-            r.label,
-            "|".join(r.attributes.values()),
-            r.text or "",
-            verdict,
-            "" if conf is None else f"{conf:.2f}",
-        )
-    Console().print(table)
+    records = preview_records(source, pipeline, per_label)
+    Console().print(preview_table(records, pipeline))
     if per_label < MIN_PER_LABEL and source.quality.label_check.enabled:
         print(
             f"note: the label check flags mismatches from {MIN_PER_LABEL} examples per label; with "

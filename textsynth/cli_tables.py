@@ -1,7 +1,9 @@
-"""The tables `build` prints: the funnel and the summary."""
+"""The tables the commands print: the build summary and funnel, the plan, a preview, duplicates."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,4 +47,51 @@ def funnel_table(funnel: Any) -> Table:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(funnel.reasons.get(step, {}).items()) if v)
         row = [str(funnel.by_label[step].get(label, 0)) for label in labels]
         table.add_row(step, str(funnel.total[step]), *row, reasons)
+    return table
+
+
+def plan_table(prep: Any, pipeline: Path) -> Table:
+    """`validate`: how many requests each label gets, over how many taxonomy leaves."""
+    table = Table(title=f"{pipeline}: plan of {len(prep.planned)} requests")
+    for col in ("label", "examples", "distinct leaves", "largest leaf"):
+        table.add_column(col)
+    for label in prep.pipeline.label_names:
+        leaves = Counter(ex.leaf for ex in prep.planned if ex.label == label)
+        top = leaves.most_common(1)[0] if leaves else ("-", 0)
+        table.add_row(label, str(sum(leaves.values())), str(len(leaves)), f"{top[0]} ({top[1]})")
+    return table
+
+
+def sample_prompts(prep: Any) -> Iterator[tuple[str, str, list[dict[str, str]]]]:
+    """(label, leaf, first step's messages) of each label's first planned request: later steps
+    need earlier outputs."""
+    for label in prep.pipeline.label_names:
+        example = next((ex for ex in prep.planned if ex.label == label), None)
+        if example is not None:
+            yield label, example.leaf, prep.messages[example.id]
+
+
+def preview_table(records: list[Any], pipeline: Path) -> Table:
+    table = Table(title=f"preview of {pipeline} ({len(records)} examples, nothing exported)", show_lines=True)
+    for col in ("label", "leaf", "text", "verdict", "label conf."):
+        table.add_column(col)
+    for r in sorted(records, key=lambda r: (r.label, r.id)):
+        verdict = "kept" if r.status == "kept" else ", ".join(r.reasons)
+        conf = r.scores.get("label_confidence")
+        table.add_row(
+            r.label,
+            "|".join(r.attributes.values()),
+            r.text or "",
+            verdict,
+            "" if conf is None else f"{conf:.2f}",
+        )
+    return table
+
+
+def duplicates_table(pairs: list[Any], top: int, run_dir: Path) -> Table:
+    table = Table(title=f"{len(pairs)} flagged duplicates in {run_dir} (least similar first)")
+    for col in ("similarity", "method", "duplicate", "kept representative"):
+        table.add_column(col)
+    for dup, rep, method, sim in pairs[:top]:
+        table.add_row(f"{sim:.3f}", method, dup.text or "", rep.text or "")
     return table

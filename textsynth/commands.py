@@ -1,4 +1,5 @@
-"""Commands on an existing run directory: open it, export it again, apply a review sheet."""
+"""What the commands do beyond a build: open a run directory, export it again, apply a review
+sheet, list its flagged duplicates, preview a pipeline."""
 
 from __future__ import annotations
 
@@ -80,3 +81,34 @@ def apply_review(run_dir: str | Path, sheet: str | Path) -> tuple[dict[str, int]
         add_review_step(run, records)
         dataset = export_run(run.path, pipeline=pipeline, records=records)
     return counts, dataset
+
+
+def flagged_duplicates(run_dir: Path, min_cosine: float | None) -> list[tuple[Record, Record, str, float]]:
+    """The run's flagged duplicate pairs, least similar first; with `min_cosine`, as dedup would
+    flag them at that threshold (from the stored embeddings, no model)."""
+    from textsynth.errors import ConfigError
+    from textsynth.quality.dedup import flagged_pairs, rethreshold
+
+    run = RunDir(run_dir)
+    records = run.read_records()
+    if min_cosine is not None:
+        if not 0 < min_cosine <= 1:
+            raise ConfigError(f"--min-cosine {min_cosine}: must be in (0, 1]")
+        config = Pipeline.model_validate((run.read_manifest() or {})["config"]).quality.dedup
+        updated = config.model_copy(update={"min_cosine_similarity": min_cosine})
+        records = rethreshold(records, run.read_embeddings(), updated)
+    return flagged_pairs(records)
+
+
+def preview_records(source: Pipeline, path: Path, per_label: int) -> list[Record]:
+    """`per_label` examples per label built with the real model in a temporary run (no top-up,
+    nothing exported), with their verdicts."""
+    import tempfile
+
+    from textsynth.pipeline import run_build
+
+    small = source.model_copy(update={"quality": source.quality.model_copy(update={"top_up_rounds": 0})})
+    with tempfile.TemporaryDirectory(prefix="textsynth-preview-") as tmp:
+        n = per_label * len(source.label_names)
+        result = run_build(small, n=n, out=Path(tmp) / "run", quiet=True, pipeline_path=path, export=False)
+        return RunDir(result.run_dir).read_records()
