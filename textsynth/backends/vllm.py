@@ -95,14 +95,36 @@ class VLLMBackend(Backend):
                 yield Completion(req.id, first.text, len(first.token_ids), reason)
 
     def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> np.ndarray:
-        """Log-probabilities of each choice's first token among the top 20 of the next token."""
-        params = self._params(GenerationParams(max_new_tokens=1, temperature=0), 0, logprobs=20)
-        outputs = self.llm.chat(list(prompts), params, use_tqdm=False)
+        """Log-likelihood of each choice after each prompt.
+
+        Choices with distinct first tokens are told apart by that token: its log-probability among
+        the top 20 of the next token, one step per prompt. Choices that share a first token
+        (`top_up_failed`, `top_up_limits`) would all score alike that way, so each is scored whole:
+        prompt + choice as one prompt whose per-token log-probabilities (`prompt_logprobs`) give
+        the choice's tokens; vLLM's prefix cache computes the shared prompt once.
+        """
         tokenizer = self.llm.get_tokenizer()
-        first = [tokenizer.encode(c, add_special_tokens=False)[0] for c in choices]
+        choice_ids = [tokenizer.encode(c, add_special_tokens=False) for c in choices]
         out = np.zeros((len(prompts), len(choices)))
-        for i, output in enumerate(outputs):
-            top = output.outputs[0].logprobs[0]
-            floor = min(lp.logprob for lp in top.values()) - 5.0
-            out[i] = [top[t].logprob if t in top else floor for t in first]
+        if len({c[0] for c in choice_ids}) == len(choices):
+            params = self._params(GenerationParams(max_new_tokens=1, temperature=0), 0, logprobs=20)
+            for i, output in enumerate(self.llm.chat(list(prompts), params, use_tqdm=False)):
+                top = output.outputs[0].logprobs[0]
+                floor = min(lp.logprob for lp in top.values()) - 5.0
+                out[i] = [top[c[0]].logprob if c[0] in top else floor for c in choice_ids]
+            return out
+        params = self._params(GenerationParams(max_new_tokens=1, temperature=0), 0, prompt_logprobs=0)
+        encoded = [
+            tokenizer.encode(
+                tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False),
+                add_special_tokens=False,
+            )
+            for p in prompts
+        ]
+        inputs = [{"prompt_token_ids": ids + c} for ids in encoded for c in choice_ids]
+        for k, output in enumerate(self.llm.generate(inputs, params, use_tqdm=False)):
+            i, j = divmod(k, len(choice_ids))
+            tail = choice_ids[j]
+            steps = output.prompt_logprobs[-len(tail) :]  # each holds the prompt's own token
+            out[i, j] = sum(step[token].logprob for step, token in zip(steps, tail))
         return out
