@@ -102,14 +102,15 @@ def test_reviews_that_sound_like_refusals_or_chatter_are_kept(text):
 
 
 def test_default_filters_reject_at_most_one_percent_of_real_sentences():
-    """The filters are for model artefacts: on 1,000 real Yelp sentences they reject ≤ 1 %."""
+    """The filters are for model artefacts: of 1,000 real Yelp sentences they reject at most one
+    (the README's claim: "DELICIOUS!!", one word, is too short)."""
     texts = [line.rpartition("\t")[0] for line in REAL_DATA.read_text(encoding="utf-8").splitlines()]
     records = [rec(t, str(i)) for i, t in enumerate(texts)]
     for stage in build_filters(FilterConfig(), {}):
         stage.run(records)
     rejected = [(r.reasons, r.text) for r in records if r.status == "rejected"]
     assert len(texts) == 1000
-    assert len(rejected) <= 10, rejected
+    assert len(rejected) <= 1, rejected
 
 
 def test_pii_redact_keeps_the_record():
