@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, SENTIMENT, copy_project
+from tests.helpers import shard_lines
 from tests.servers import Flaky, LlamaCppServer, ServeProcess
 from textsynth.backends.openai import choice_logprobs
 from textsynth.config import ModelConfig
@@ -75,12 +76,6 @@ def test_429_then_200_is_retried(server, tmp_path):
     assert flaky.seen >= 3 + 3
 
 
-def _shard_lines(run: Path) -> int:
-    return (
-        sum(len(p.read_text().splitlines()) for p in (run / "shards").glob("*.jsonl")) if run.exists() else 0
-    )
-
-
 def test_server_stopped_mid_build_resumes_without_loss_or_duplicates(tmp_path):
     own = ServeProcess(identify(ModelConfig()).source).start()
     path = server_pipeline(
@@ -95,13 +90,13 @@ def test_server_stopped_mid_build_resumes_without_loss_or_duplicates(tmp_path):
     )
     try:
         deadline = time.monotonic() + 300
-        while _shard_lines(out) < 4 and build.poll() is None and time.monotonic() < deadline:
+        while len(shard_lines(out)) < 4 and build.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         own.stop()  # the server dies mid-build
         _, stderr = build.communicate(timeout=300)
         assert build.returncode == 2, stderr
         assert own.base_url in stderr and "textsynth resume" in stderr
-        before = {r.id: r.generation["raw"] for r in records_from_shards(out)}
+        before = {r.id: r.generation["raw"] for r in map(Record.from_json, shard_lines(out))}
         assert 4 <= len(before) < 12
         own.start()
         summary = resume_build(out, quiet=True).summary
@@ -112,14 +107,6 @@ def test_server_stopped_mid_build_resumes_without_loss_or_duplicates(tmp_path):
     final = records(out)
     assert len(final) == len({r.id for r in final}) == 12, "nothing lost or duplicated"
     assert {r.id: r.generation["raw"] for r in final if r.id in before} == before
-
-
-def records_from_shards(run: Path) -> list[Record]:
-    return [
-        Record.from_json(x)
-        for p in sorted((run / "shards").glob("*.jsonl"))
-        for x in p.read_text().splitlines()
-    ]
 
 
 def test_completions_endpoint_and_label_check_signals(server, tmp_path):
