@@ -91,6 +91,9 @@ def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built15
     phases = summary["phases_s"]
     assert {"load", "generate", "quality", "diversity", "export"} <= set(phases)
     assert sum(phases.values()) <= summary["wall_s"] + 0.5
+    stages = summary["stages_s"]  # the quality stages' share of the quality and top-up phases
+    assert {"length", "label_check", "dedup"} <= set(stages)
+    assert 0 < sum(stages.values()) <= phases["quality"] + phases.get("top_up", 0.0) + 0.5
 
 
 def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
