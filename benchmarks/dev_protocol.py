@@ -359,12 +359,14 @@ def loss_rate(records: list[Record], label: str) -> float:
 
 def cmd_ahead(args: argparse.Namespace) -> None:
     """Under another weight each label keeps that many of the extras the build made, in the order it
-    made them (`_ahead` asks a prefix of the same leaves). Survivors are read from the final
+    made them (`plan_ahead` asks a prefix of the same leaves). Survivors are read from the final
     statuses; an extra the build never made survives at 0.85."""
+    from textsynth.commands import open_run, recorded_pipeline
     from textsynth.embed import TextEmbedder
-    from textsynth.pipeline import _ahead, _probe, open_run, prepare, recorded_pipeline
+    from textsynth.pipeline import prepare
     from textsynth.quality.dedup import Dedup
     from textsynth.quality.labelcheck import LabelCheck
+    from textsynth.quotas import plan_ahead, probe_of
 
     embedder = TextEmbedder()
     totals = {w: [0, 0] for w in args.weights}  # extras asked, builds with a label short
@@ -380,7 +382,7 @@ def cmd_ahead(args: argparse.Namespace) -> None:
         records = [Record.from_json(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
         filtered = {r.id: r for r in as_filtered(run_dir)}
         final = {r.id: r for r in records}
-        probe = [filtered.get(ex.id, final[ex.id]) for ex in _probe(planned, pipeline)]
+        probe = [filtered.get(ex.id, final[ex.id]) for ex in probe_of(planned, pipeline)]
         LabelCheck(pipeline, pipeline.quality.label_check, None, embedder, pipeline.seed).run(probe)
         Dedup(pipeline.quality.dedup, embedder).run(probe)
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -391,7 +393,7 @@ def cmd_ahead(args: argparse.Namespace) -> None:
         }
         cells = []
         for weight in args.weights:
-            asked = {label: len(leaves) for label, leaves in _ahead(probe, quotas, weight).items()}
+            asked = {label: len(leaves) for label, leaves in plan_ahead(probe, quotas, weight).items()}
             mine = records[: len(planned)] + [
                 r for label, rs in extras.items() for r in rs[: asked.get(label, 0)]
             ]
