@@ -34,7 +34,7 @@ from textsynth.quality.chain import run_quality
 from textsynth.quality.diversity import diversity_report
 from textsynth.quality.labelcheck import LabelCheck
 from textsynth.quality_config import LoopConfig
-from textsynth.quotas import plan_ahead, probe_of, top_up_leaves
+from textsynth.quotas import plan_ahead, probe_loss_rates, probe_of, top_up_leaves
 from textsynth.records import Record
 from textsynth.review import carry_decisions
 from textsynth.run import RunDir, write_atomic
@@ -249,6 +249,7 @@ class Build:
                     [parsed[ex.id] for ex in probe], {label: len(probe) for label in quotas}
                 )
                 extra = top_up(pipeline, self.prep.template_key, plan_ahead(probed, quotas), 0)
+                self.summary.probe_loss = probe_loss_rates(probed, quotas)
                 self.examples += extra
                 self.summary.planned_ahead = len(extra)
                 faults.point("plan_ahead")

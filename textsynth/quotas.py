@@ -59,28 +59,35 @@ def requests_for(want: int, rate: float, spread_sds: float = 1.0) -> int:
     return math.ceil(root**2 - 1e-9)
 
 
-def plan_ahead(
+def probe_loss_rates(
     records: list[Record], quotas: dict[str, int], weight: float = PROBE_LABEL_CHECK_WEIGHT
-) -> dict[str, list[dict[str, str]]]:
-    """Extra requests per label for the share of its first records the quality stage lost.
+) -> dict[str, float]:
+    """Each label's share of its probe records the quality stage lost, for planning ahead.
 
-    A record counts under the label it was planned for. Each label's loss rate is the mean of its
-    own (a few probe records: noisy) and the pooled rate of all labels; the leaves of lost
-    records come first, so the extras replace what is likely to fail again.
+    A record counts under the label it was planned for. A label's rate is the mean of its own
+    (a few probe records: noisy) and the pooled rate of all labels; labels without probe records
+    are left out.
     """
     planned_for = [(r.fields.get("relabelled_from", r.label), r) for r in records]
     mine = {label: [r for planned, r in planned_for if planned == label] for label in quotas}
     losses = {label: [probe_loss(r, label, weight) for r in rs] for label, rs in mine.items()}
     seen = sum(len(v) for v in losses.values())
     pooled = sum(sum(v) for v in losses.values()) / max(seen, 1)
+    return {label: (sum(v) / len(v) + pooled) / 2 for label, v in losses.items() if v}
+
+
+def plan_ahead(
+    records: list[Record], quotas: dict[str, int], weight: float = PROBE_LABEL_CHECK_WEIGHT
+) -> dict[str, list[dict[str, str]]]:
+    """Extra requests per label for the share of its first records the quality stage lost
+    (`probe_loss_rates`); the leaves of lost records come first, so the extras replace what is
+    likely to fail again."""
     out = {}
-    for label, want in quotas.items():
-        if not mine[label]:
-            continue
-        rate = (sum(losses[label]) / len(mine[label]) + pooled) / 2
-        ask = requests_for(want, rate) - want
-        ordered = sorted(zip(mine[label], losses[label]), key=lambda p: (not p[1], p[0].id))
-        leaves = [r.attributes for r, _ in ordered]
+    for label, rate in probe_loss_rates(records, quotas, weight).items():
+        mine = [r for r in records if r.fields.get("relabelled_from", r.label) == label]
+        ask = requests_for(quotas[label], rate) - quotas[label]
+        ordered = sorted(mine, key=lambda r: (not probe_loss(r, label, weight), r.id))
+        leaves = [r.attributes for r in ordered]
         if ask > 0:
             out[label] = [leaves[i % len(leaves)] for i in range(ask)]
     return out

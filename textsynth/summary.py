@@ -68,6 +68,7 @@ class BuildSummary:
     top_up_rounds: int = 0
     loop_rounds: int = 0  # rounds steered by real validation (loop.py)
     planned_ahead: int = 0  # extra requests from the rejection rate of the first batches
+    probe_loss: dict[str, float] = field(default_factory=dict)  # that rate per label (quotas.py)
     label_signals: list[str] = field(default_factory=list)
     shortfall: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -120,6 +121,7 @@ class BuildSummary:
             "top_up_rounds": self.top_up_rounds,
             "loop_rounds": self.loop_rounds,
             "planned_ahead": self.planned_ahead,
+            "probe_loss": self.probe_loss,
             "label_check_signals": self.label_signals,
             "tokens": self.gen.tokens,
             "generation_s": round(self.gen.seconds, 2),
