@@ -34,6 +34,7 @@ from textsynth.backends.base import Request
 from textsynth.backends.grammar import json_schema
 from textsynth.backends.transformers import TransformersBackend
 from textsynth.config import GenerationParams, ModelConfig
+from textsynth.hardware import cpu_class
 from textsynth.parse import parse_json
 
 FIELDS = {"question": "str", "answer": "str", "difficulty": "int", "factual": "bool"}
@@ -189,6 +190,7 @@ def _cpu() -> str:
 
 
 def main() -> None:
+    print(f"# CPU: {cpu_class()}", flush=True)  # speed depends on the class: AMX, AVX-512 BF16, AVX2
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=32, help="prompts per run")
     parser.add_argument("--batch", type=int, default=32, help="rows decoded together")

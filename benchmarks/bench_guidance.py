@@ -21,12 +21,14 @@ import torch
 
 from textsynth.backends.base import Request
 from textsynth.backends.transformers import TransformersBackend
+from textsynth.hardware import cpu_class
 from textsynth.pipeline import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
+    print(f"# CPU: {cpu_class()}", flush=True)  # speed depends on the class: AMX, AVX-512 BF16, AVX2
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

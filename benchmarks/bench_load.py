@@ -30,6 +30,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from textsynth import models
 from textsynth.config import ModelConfig
+from textsynth.hardware import cpu_class
 from textsynth.models import default_gguf, load_model, quiet_transformers, resolve_dtype
 
 
@@ -67,6 +68,7 @@ def bench(dtype: str, repeats: int) -> dict[str, float | bool]:
 
 
 def main() -> None:
+    print(f"# CPU: {cpu_class()}", flush=True)  # speed depends on the class: AMX, AVX-512 BF16, AVX2
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtypes", nargs="+", default=["auto", "float32"], help="dtypes to time")
     parser.add_argument("--repeats", type=int, default=3, help="cached loads per dtype (median)")

@@ -22,6 +22,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from textsynth.config import ModelConfig
+from textsynth.hardware import cpu_class
 from textsynth.models import identify
 from textsynth.packing import PackedLinear
 
@@ -36,6 +37,7 @@ def per_call_s(fn: Callable[[], torch.Tensor], calls: int) -> float:
 
 
 def main() -> None:
+    print(f"# CPU: {cpu_class()}", flush=True)  # speed depends on the class: AMX, AVX-512 BF16, AVX2
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 6, 24, 64, 128])
     parser.add_argument("--calls", type=int, default=40)

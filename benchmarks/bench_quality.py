@@ -44,6 +44,7 @@ import numpy as np
 import psutil
 
 from textsynth.embed import embed, load_encoder
+from textsynth.hardware import cpu_class
 from textsynth.quality.dedup import Dedup, normalize, semantic_duplicates
 from textsynth.quality_config import DedupConfig
 from textsynth.records import Record
@@ -484,6 +485,7 @@ def bench_semhash(vectors: np.ndarray, corpus: Corpus) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    print(f"# CPU: {cpu_class()}", flush=True)  # speed depends on the class: AMX, AVX-512 BF16, AVX2
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n-embed", type=int, default=2000, help="texts for the embedding throughput test")
     p.add_argument("--n-dedup", type=int, default=100_000, help="texts in the deduplication corpus")

@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.servers import ServeProcess  # noqa: E402
 from textsynth.config import ModelConfig  # noqa: E402
+from textsynth.hardware import cpu_class  # noqa: E402
 from textsynth.models import identify  # noqa: E402
 from textsynth.pipeline import run_build  # noqa: E402
 from textsynth.pipeline_file import load_pipeline  # noqa: E402
@@ -44,6 +45,7 @@ def pipeline_file(folder: Path, n: int, **model: object) -> Path:
 
 
 def main() -> None:
+    print(f"# CPU: {cpu_class()}", flush=True)  # speed depends on the class: AMX, AVX-512 BF16, AVX2
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=32)
     args = parser.parse_args()

@@ -23,6 +23,7 @@ import numpy as np
 
 from textsynth.backends import transformers as backend_module
 from textsynth.backends.transformers import TransformersBackend
+from textsynth.hardware import cpu_class
 from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.labelcheck import zero_shot_prompt
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
+    print(f"# CPU: {cpu_class()}", flush=True)  # speed depends on the class: AMX, AVX-512 BF16, AVX2
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
