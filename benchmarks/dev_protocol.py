@@ -366,7 +366,7 @@ def cmd_ahead(args: argparse.Namespace) -> None:
     from textsynth.pipeline import prepare
     from textsynth.quality.dedup import Dedup
     from textsynth.quality.labelcheck import LabelCheck
-    from textsynth.quotas import plan_ahead, probe_of
+    from textsynth.quotas import plan_ahead, probe_loss_rates, probe_of
 
     embedder = TextEmbedder()
     totals = {w: [0, 0] for w in args.weights}  # extras asked, builds with a label short
@@ -393,7 +393,12 @@ def cmd_ahead(args: argparse.Namespace) -> None:
         }
         cells = []
         for weight in args.weights:
-            asked = {label: len(leaves) for label, leaves in plan_ahead(probe, quotas, weight).items()}
+            asked = {
+                label: len(leaves)
+                for label, leaves in plan_ahead(
+                    probe, quotas, probe_loss_rates(probe, quotas, weight)
+                ).items()
+            }
             mine = records[: len(planned)] + [
                 r for label, rs in extras.items() for r in rs[: asked.get(label, 0)]
             ]

@@ -11,7 +11,7 @@ import pytest
 from textsynth.pipeline import prepare, run_build
 from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.chain import seeded, select_quota
-from textsynth.quotas import plan_ahead, probe_of, requests_for, top_up_leaves
+from textsynth.quotas import plan_ahead, probe_loss_rates, probe_of, requests_for, top_up_leaves
 from textsynth.records import Record
 from textsynth.taxonomy import label_counts
 
@@ -115,7 +115,8 @@ def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
     records += [rec(f"n{i}", "neg", "c") for i in range(12)]
     moved = rec("m", "neg", "d")
     moved.fields["relabelled_from"] = "pos"  # planned positive, now negative: lost to positive
-    extra = plan_ahead([*records, moved], {"pos": 100, "neg": 100})
+    quotas = {"pos": 100, "neg": 100}
+    extra = plan_ahead([*records, moved], quotas, probe_loss_rates([*records, moved], quotas))
     # pos lost 3 · 0.8 (label check) + 0.8 (relabelled) + 1 (filter) = 4.2 of 14; pooled 4.2 of 26;
     # rates (4.2/14 + 4.2/26) / 2 = 0.231 and (0 + 4.2/26) / 2 = 0.081; requests whose survivors
     # reach 100 one binomial SD below their mean: 137 and 112 (the mean alone would ask 130 and 109)
@@ -123,7 +124,10 @@ def test_extras_follow_each_labels_loss_rate_and_its_failed_leaves_first():
     lost_first = sorted(leaf["topic"] for leaf in extra["pos"][:5])
     assert lost_first == ["a", "a", "a", "d", "e"], "lost leaves first"
     clean = [rec(f"c{i}", "pos" if i % 2 else "neg", "c") for i in range(20)]
-    assert plan_ahead(clean, {"pos": 100, "neg": 100}) == {}, "a probe that lost nothing plans nothing"
+    quotas = {"pos": 100, "neg": 100}
+    assert plan_ahead(clean, quotas, probe_loss_rates(clean, quotas)) == {}, (
+        "a probe that lost nothing plans nothing"
+    )
 
 
 def test_a_top_up_asks_two_binomial_sds_over_the_missing_count_lost_leaves_first_and_a_margin():

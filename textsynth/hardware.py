@@ -9,27 +9,25 @@ from pathlib import Path
 
 
 @functools.cache
-def _cpu_flags() -> frozenset[str]:
+def _cpuinfo() -> tuple[str | None, frozenset[str]]:
+    """The CPU's model name and feature flags from /proc/cpuinfo (none where it cannot be read)."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return frozenset()
-    return frozenset(
-        flag
-        for line in text.splitlines()
-        if line.startswith("flags")
-        for flag in line.split(":", 1)[1].split()
-    )
+        return None, frozenset()
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    flags = frozenset(f for line in lines if line.startswith("flags") for f in line.split(":", 1)[1].split())
+    return name, flags
 
 
 def cpu_supports_bf16() -> bool:
     """Native bf16 matrix kernels (AMX or AVX-512 BF16)."""
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    return bool({"avx512_bf16", "amx_bf16"} & _cpuinfo()[1])
 
 
 def cpu_class() -> str:
     """One of the classes speed is reported per: AMX, AVX-512 BF16, AVX2 only (or neither)."""
-    flags = _cpu_flags()
+    name, flags = _cpuinfo()
     kind = (
         "AMX"
         if "amx_bf16" in flags
@@ -39,13 +37,4 @@ def cpu_class() -> str:
         if "avx2" in flags
         else "no AVX2"
     )
-    name = _model_name() or platform.machine()
-    return f"{name} ({kind})"
-
-
-def _model_name() -> str | None:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    return f"{name or platform.machine()} ({kind})"

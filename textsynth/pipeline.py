@@ -193,6 +193,7 @@ class Build:
             self.clock.timed("load", lambda: start_backend(pipeline.model, pipeline.executor))
         )
         self.embedder = TextEmbedder(pipeline.quality.embedding_model, self.console)
+        self.progress = functools.partial(_progress, self.console, self.quiet)  # a bar per phase
         seeds = prep.seeds
         self.labeled = (
             LabeledSeeds(seeds.texts, seeds.data.labels, self.embedder)
@@ -208,7 +209,7 @@ class Build:
             run,
             self.cache,
             self.backend,
-            functools.partial(_progress, self.console, self.quiet),
+            self.progress,
             self.summary.gen,
             prep.messages,
         )
@@ -221,15 +222,18 @@ class Build:
         )
 
     def check(self, records: list[Record], want: dict[str, int]) -> tuple[list[Record], Funnel, list[Stage]]:
-        progress = functools.partial(_progress, self.console, self.quiet)
-        scores = CachedScorer(self.backend, self.cache, self.model, progress, "label check: scoring labels")
+        scores = CachedScorer(
+            self.backend, self.cache, self.model, self.progress, "label check: scoring labels"
+        )
         scorer = (lambda: scores) if self.pipeline.quality.label_check.zero_shot else (lambda: None)
         seeds = self.prep.seeds.texts if self.prep.seeds else None
         instructions = self.stage.instructions
-        checked = run_quality(records, self.pipeline, want, instructions, scorer, self.embedder, seeds)
-        for stage in checked[2]:
+        checked, funnel, stages = run_quality(
+            records, self.pipeline, want, instructions, scorer, self.embedder, seeds
+        )
+        for stage in stages:
             self.summary.stages[stage.name] = self.summary.stages.get(stage.name, 0.0) + stage.stats.seconds
-        return checked
+        return checked, funnel, stages
 
     def generate(self) -> tuple[list[Record], Funnel]:
         """Generate, check quality and top up until every label has its quota (or rounds run out).
@@ -248,8 +252,9 @@ class Build:
                 probed, _, _ = self.check(
                     [parsed[ex.id] for ex in probe], {label: len(probe) for label in quotas}
                 )
-                extra = top_up(pipeline, self.prep.template_key, plan_ahead(probed, quotas), 0)
                 self.summary.probe_loss = probe_loss_rates(probed, quotas)
+                ahead = plan_ahead(probed, quotas, self.summary.probe_loss)
+                extra = top_up(pipeline, self.prep.template_key, ahead, 0)
                 self.examples += extra
                 self.summary.planned_ahead = len(extra)
                 faults.point("plan_ahead")

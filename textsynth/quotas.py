@@ -77,16 +77,16 @@ def probe_loss_rates(
 
 
 def plan_ahead(
-    records: list[Record], quotas: dict[str, int], weight: float = PROBE_LABEL_CHECK_WEIGHT
+    records: list[Record], quotas: dict[str, int], rates: dict[str, float]
 ) -> dict[str, list[dict[str, str]]]:
     """Extra requests per label for the share of its first records the quality stage lost
-    (`probe_loss_rates`); the leaves of lost records come first, so the extras replace what is
-    likely to fail again."""
+    (`rates`, from `probe_loss_rates`); the leaves of lost records come first, so the extras
+    replace what is likely to fail again."""
     out = {}
-    for label, rate in probe_loss_rates(records, quotas, weight).items():
+    for label, rate in rates.items():
         mine = [r for r in records if r.fields.get("relabelled_from", r.label) == label]
         ask = requests_for(quotas[label], rate) - quotas[label]
-        ordered = sorted(mine, key=lambda r: (not probe_loss(r, label, weight), r.id))
+        ordered = sorted(mine, key=lambda r: (not probe_loss(r, label, PROBE_LABEL_CHECK_WEIGHT), r.id))
         leaves = [r.attributes for r in ordered]
         if ask > 0:
             out[label] = [leaves[i % len(leaves)] for i in range(ask)]

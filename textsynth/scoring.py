@@ -58,8 +58,8 @@ class CachedScorer:
         self, todo: list[tuple[str, list[dict[str, str]]]], choices: Sequence[str]
     ) -> dict[str, list[float]]:
         backend, done = self.backend(), {}
-        shown = self.progress is not None and len(todo) > CHUNK
-        progress = self.progress() if shown and self.progress is not None else Progress(disable=True)
+        shown = self.progress is not None and len(todo) > CHUNK  # a bar only where it takes a while
+        progress = self.progress() if shown else Progress(disable=True)
         with progress:
             task, start = progress.add_task(self.what, total=len(todo), rate=0.0), time.perf_counter()
             for at in range(0, len(todo), CHUNK):

@@ -118,7 +118,7 @@ class TransformersBackend(Backend):
         The choices' tokens form a prefix tree ("top_up_failed" and "top_up_limits" share
         "top_up_"); every prompt's row continues with the tree's inner nodes once, each node
         attending to the prompt and its own ancestors only, so a node's logits score the next token
-        of every choice through it (47 tokens instead of 10 padded choices of 12 for the ten
+        of every choice through it (37 tokens fed instead of 10 choices padded to 12 for the ten
         top-up intents).
         """
         model, device = self.loaded.model, self.loaded.model.device
