@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 from textsynth.config import Pipeline
+from textsynth.quotas import cycled_leaves
 from textsynth.records import Record
 from textsynth.taxonomy import PlannedExample, split, top_up
 from textsynth.validation import Readout
@@ -45,7 +46,7 @@ def plan_round(
     for label, count in counts.items():
         mine = sorted((r for r in records if r.label == label), key=lambda r: (r.status != "kept", r.id))
         if mine and count:
-            leaves[label] = [mine[i % len(mine)].attributes for i in range(count)]
+            leaves[label] = cycled_leaves(mine, count)
     planned = top_up(pipeline, template_key, leaves, round_no, stage="loop")
     missed = tuple(readout.missed)
     return [

@@ -87,9 +87,8 @@ def plan_ahead(
         mine = [r for r in records if r.fields.get("relabelled_from", r.label) == label]
         ask = requests_for(quotas[label], rate) - quotas[label]
         ordered = sorted(mine, key=lambda r: (not probe_loss(r, label, PROBE_LABEL_CHECK_WEIGHT), r.id))
-        leaves = [r.attributes for r in ordered]
         if ask > 0:
-            out[label] = [leaves[i % len(leaves)] for i in range(ask)]
+            out[label] = cycled_leaves(ordered, ask)
     return out
 
 
@@ -100,10 +99,14 @@ def spare_rows(want: int) -> int:
     return max(1, math.ceil(0.05 * want))
 
 
+def cycled_leaves(records: list[Record], count: int) -> list[dict[str, str]]:
+    """`count` leaves of `records` taken in turn, from the first again when they run out."""
+    return [records[i % len(records)].attributes for i in range(count)]
+
+
 def leaves_to_regenerate(mine: list[Record], ask: int) -> list[dict[str, str]]:
     """`ask` leaves to regenerate, cycling through those of rejected records first."""
-    leaves = [r.attributes for r in sorted(mine, key=lambda r: (r.status == "kept", r.id))]
-    return [leaves[i % len(leaves)] for i in range(ask)]
+    return cycled_leaves(sorted(mine, key=lambda r: (r.status == "kept", r.id)), ask)
 
 
 def top_up_leaves(records: list[Record], quotas: dict[str, int]) -> dict[str, list[dict[str, str]]]:
