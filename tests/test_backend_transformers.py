@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from textsynth.backends.base import Request
+from textsynth.backends.base import Feed, Request
 from textsynth.backends.transformers import TransformersBackend
 from textsynth.config import GenerationParams, ModelConfig
 
@@ -59,6 +59,28 @@ def test_sampling_independent_of_batch_composition():
     apart = {c.id: c.text for c in backend.generate(_requests()[::-1], params)}
     assert together == apart
     assert len(set(together.values())) == len(PRODUCTS)  # sampling, not one fixed output
+
+
+def test_a_group_added_while_streaming_joins_the_running_loop_with_the_texts_it_gets_alone():
+    """A build adds its planned-ahead requests while the rest decode (Feed). They must join the
+    same decode loop, not start after it, and get the texts they get alone (fp32), also when
+    their prompts share less of the first group's common prefix (another system prompt)."""
+    backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=4))
+    params = GenerationParams(max_new_tokens=24, temperature=0.9)
+    first, later = _requests()[:4], _requests()[4:]
+    system = {"role": "system", "content": "You answer in plain words."}
+    later = [Request(r.id, [system, *r.messages], r.seed) for r in later]
+    alone = {c.id: c.text for c in backend.generate(first + later, params)}
+    loops = []
+    make_loop = backend._loop
+    backend._loop = lambda: loops.append(make_loop()) or loops[-1]  # a spy: counts decode loops
+    feed, seen = Feed(first), []
+    for completion in backend.stream(feed, params):
+        seen.append(completion)
+        if len(seen) == 1:
+            feed.add(later)
+    assert {c.id: c.text for c in seen} == alone
+    assert len(loops) == 1  # one loop took both groups: the added one did not wait for a new one
 
 
 def _guided_requests(labels: int = 2) -> list[Request]:

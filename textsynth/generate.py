@@ -15,7 +15,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from rich.progress import Progress
 
 from textsynth import faults
-from textsynth.backends import Backend, Completion, Request, load_backend
+from textsynth.backends import Backend, Completion, Feed, Request, load_backend
 from textsynth.backends.base import cut_at_stop, opening
 from textsynth.cache import CompletionCache
 from textsynth.config import GenerationParams, ModelConfig, Pipeline, Step
@@ -83,15 +83,14 @@ def text_opening(messages: list[dict[str, str]]) -> str:
     return opening(messages).rpartition("\n")[2]
 
 
-def completions_with_openings(
-    backend: Backend, requests: Sequence[Request], params: GenerationParams
-) -> Iterator[Completion]:
-    """The backend's completions, each cut at the first stop string and with the text's part of its
-    request's reply opening in front (a backend returns what the model wrote). A server's malformed
-    answer is the backend's one-line ModelError; any other exception is a bug and keeps its traceback."""
-    openings = {r.id: text_opening(r.messages) for r in requests}
-    for completion in backend.generate(requests, params):
-        yield replace(completion, text=openings[completion.id] + cut_at_stop(completion.text, params.stop))
+def completions_with_openings(backend: Backend, feed: Feed, params: GenerationParams) -> Iterator[Completion]:
+    """The backend's completions of the feed's requests, each cut at the first stop string and with
+    the text's part of its request's reply opening in front (a backend returns what the model
+    wrote). A server's malformed answer is the backend's one-line ModelError; any other exception
+    is a bug and keeps its traceback."""
+    for completion in backend.stream(feed, params):
+        start = text_opening(feed.requests[completion.id].messages)
+        yield replace(completion, text=start + cut_at_stop(completion.text, params.stop))
 
 
 class StopFlag:
@@ -126,6 +125,16 @@ class StopFlag:
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+@dataclass
+class Watch:
+    """Planned examples whose records, once all made, decide more examples for the same build
+    (the plan-ahead probe): `then` gets those records and returns the examples to add."""
+
+    ids: frozenset[str]
+    then: Callable[[list[Record]], list[PlannedExample]]
+    added: list[Record] | None = None  # the added examples' records, once `then` ran
 
 
 @dataclass
@@ -175,26 +184,36 @@ class GenerationStage:
             self.entries[record.id] = record.generation.get("steps") or {}
             self.lines[record.id] = record.to_json()
 
-    def run(self, planned: list[PlannedExample]) -> dict[str, Record]:
-        """Records for `planned` by id, every step run or reused."""
+    def run(self, planned: list[PlannedExample], watch: Watch | None = None) -> dict[str, Record]:
+        """Records for `planned` by id, every step run or reused, and those of what `watch` adds.
+
+        In a pipeline of one text step the examples `watch` adds join the stream still decoding
+        the others; with more steps they run after the first examples' last step.
+        """
         self.plans.update((p.id, p) for p in planned)
         in_flight = [planned_record(p) for p in planned]
+        stream = watch if len(self.steps) == 1 and self.steps[0].judge is None else None
         writer = self.run_dir.shard_writer()
         try:
             with self.stop.on_signals():
-                for k, step in enumerate(self.steps):
-                    live = [r for r in in_flight if r.status == "kept"]
-                    if step.judge is not None:
-                        engine = functools.partial(self._engine, step)
-                        identity = self._identity(step)
-                        scorer = CachedScorer(
-                            engine, self.cache, identity, self.progress, f"judge: {step.name}"
-                        )
-                        judge(step, live, scorer, functools.partial(self._render, step), self._shas(step))
-                    else:
-                        self._step(k, step, live, writer)
-                    faults.point("step_done")
-            records = {r.id: self._complete(r) for r in in_flight}
+                batch = in_flight
+                while batch:
+                    for k, step in enumerate(self.steps):
+                        live = [r for r in batch if r.status == "kept"]
+                        if step.judge is not None:
+                            engine = functools.partial(self._engine, step)
+                            identity = self._identity(step)
+                            scorer = CachedScorer(
+                                engine, self.cache, identity, self.progress, f"judge: {step.name}"
+                            )
+                            judge(step, live, scorer, functools.partial(self._render, step), self._shas(step))
+                        else:
+                            self._step(k, step, live, writer, stream)
+                        faults.point("step_done")
+                    # not streamed in (steps after the text, or a judge): a pass of their own
+                    batch = self._fire(watch, in_flight) if watch and watch.added is None else []
+            added = watch.added if watch is not None and watch.added is not None else []
+            records = {r.id: self._complete(r) for r in in_flight + added}
             for record in records.values():
                 self._append(writer, record)
             writer.flush()
@@ -209,29 +228,44 @@ class GenerationStage:
             writer.close()
         return records
 
-    def _step(self, k: int, step: Step, records: list[Record], writer: ShardWriter) -> None:
+    def _fire(self, watch: Watch, records: list[Record]) -> list[Record]:
+        """Hand the watched records to `watch.then`; the records of the examples it adds."""
+        added = watch.then([self._complete(r) for r in records if r.id in watch.ids])
+        self.plans.update((p.id, p) for p in added)
+        watch.added = [planned_record(p) for p in added]
+        return watch.added
+
+    def _step(
+        self, k: int, step: Step, records: list[Record], writer: ShardWriter, watch: Watch | None
+    ) -> None:
         """A step over `records`; a JSON output that does not parse is tried again with a new seed."""
         pending = records
         for attempt in range(step.retries + 1 if step.output == "json" else 1):
             if not pending:
                 return
-            pending = self._attempt(k, step, pending, attempt, writer)
+            pending = self._attempt(k, step, pending, attempt, writer, watch if attempt == 0 else None)
         for record in pending:
             record.reject("unparseable")
 
     def _attempt(
-        self, k: int, step: Step, records: list[Record], attempt: int, writer: ShardWriter
+        self,
+        k: int,
+        step: Step,
+        records: list[Record],
+        attempt: int,
+        writer: ShardWriter,
+        watch: Watch | None,
     ) -> list[Record]:
-        """One try of a step; returns the records whose output does not parse."""
+        """One try of a step; returns the records whose output does not parse. Once every record
+        `watch` waits for is made, the examples it adds join the same stream."""
         params = step.generation or self.pipeline.generation
         model, decode_to = self._identity(step), schema(step)
-        requests = [self._request(k, step, r, attempt, params, decode_to) for r in records]
-        fps = {
-            r.id: request_fingerprint(model, r.messages, params, r.seed, r.negatives, decode_to)
-            for r in requests
-        }
-        by_id = {r.id: r for r in records}
+        by_id: dict[str, Record] = {}
+        fps: dict[str, str] = {}
+        seeds: dict[str, int] = {}
+        made_ids: set[str] = set()
         failed: list[Record] = []
+        pending: list[tuple[str, Completion]] = []  # made, not yet in the cache
 
         def record_completion(rid: str, completion: Completion, seed: int, stored: bool) -> None:
             record = by_id[rid]
@@ -261,20 +295,42 @@ class GenerationStage:
                 record.generation["finish_reason"] = completion.finish_reason
             if not stored:
                 self._append(writer, self._complete(record))
+            made_ids.add(rid)
 
-        seeds = {r.id: r.seed for r in requests}
-        stored = {r.id: c for r in requests if (c := self._stored(step, r.id, fps[r.id])) is not None}
-        hits = self.cache.get_many(fps[r.id] for r in requests if r.id not in stored)
-        todo = []
-        for r in requests:
-            if r.id in stored:
-                record_completion(r.id, stored[r.id], r.seed, stored=True)
-                self.stats.reused += 1
-            elif fps[r.id] in hits:
-                record_completion(r.id, hits[fps[r.id]], r.seed, stored=False)
-                self.stats.cached += 1
-            else:
-                todo.append(r)
+        def backend_requests(new: list[Record]) -> list[Request]:
+            """`new`'s requests; those made before are recorded from the shards or the cache, the
+            rest (returned) go to the backend."""
+            requests = [self._request(k, step, r, attempt, params, decode_to) for r in new]
+            by_id.update((r.id, r) for r in new)
+            seeds.update((r.id, r.seed) for r in requests)
+            fps.update(
+                (r.id, request_fingerprint(model, r.messages, params, r.seed, r.negatives, decode_to))
+                for r in requests
+            )
+            stored = {r.id: c for r in requests if (c := self._stored(step, r.id, fps[r.id])) is not None}
+            hits = self.cache.get_many(fps[r.id] for r in requests if r.id not in stored)
+            todo = []
+            for r in requests:
+                if r.id in stored:
+                    record_completion(r.id, stored[r.id], r.seed, stored=True)
+                    self.stats.reused += 1
+                elif fps[r.id] in hits:
+                    record_completion(r.id, hits[fps[r.id]], r.seed, stored=False)
+                    self.stats.cached += 1
+                else:
+                    todo.append(r)
+            return todo
+
+        def watched() -> list[Request]:
+            """The backend requests of what `watch` adds, once all it waits for is made."""
+            if watch is None or watch.added is not None or not watch.ids <= made_ids:
+                return []
+            self._persist(writer, pending)  # the probe is on disk before the plan it decides
+            return backend_requests(self._fire(watch, records))
+
+        todo = backend_requests(records)
+        todo += watched()
+        total = len(by_id)
         writer.flush()
         if not todo:
             return failed
@@ -283,20 +339,27 @@ class GenerationStage:
             engine = self._engine(step)
         engine.check(todo, params)
         faults.point("generation_start")
-        start, made, pending = time.perf_counter(), 0, []
+        start, made = time.perf_counter(), 0
         if self.stop():  # stopped while the model loaded
-            raise Interrupted(str(self.run_dir.path), len(requests) - len(todo), len(todo), self.stop.signum)
+            raise Interrupted(str(self.run_dir.path), total - len(todo), len(todo), self.stop.signum)
+        feed = Feed(todo)
         with progress:
             task = progress.add_task(
                 step.name if self.pipeline.steps else "generating", total=len(todo), rate=0.0
             )
-            for completion in completions_with_openings(engine, todo, params):
+            for completion in completions_with_openings(engine, feed, params):
                 record_completion(completion.id, completion, seeds[completion.id], stored=False)
                 faults.point("mid_shard")
                 pending.append((fps[completion.id], completion))
                 made += 1
                 self.stats.tokens += completion.tokens
                 progress.update(task, advance=1, rate=made / (time.perf_counter() - start))
+                if more := watched():
+                    engine.check(more, params)
+                    feed.add(more)
+                    todo += more
+                    total = len(by_id)
+                    progress.update(task, total=len(todo))
                 if len(pending) >= self.pipeline.model.batch_size or self.stop():
                     self._persist(writer, pending)
                     if self.stop():
@@ -306,7 +369,7 @@ class GenerationStage:
         self.stats.seconds += time.perf_counter() - start
         if self.stop.signum is not None:
             left = len(todo) - made
-            raise Interrupted(str(self.run_dir.path), len(requests) - left, left, self.stop.signum)
+            raise Interrupted(str(self.run_dir.path), total - left, left, self.stop.signum)
         return failed
 
     def _request(

@@ -25,7 +25,7 @@ from textsynth.config import Pipeline
 from textsynth.embed import TextEmbedder, check_encoder, encoder_name
 from textsynth.errors import ConfigError
 from textsynth.funnel import Funnel
-from textsynth.generate import GenerationStage
+from textsynth.generate import GenerationStage, Watch
 from textsynth.loop import plan_round, stalled
 from textsynth.models import identify
 from textsynth.pipeline_file import load_pipeline, validate_overrides
@@ -246,20 +246,12 @@ class Build:
         for round_no in range(pipeline.quality.top_up_rounds + 1):
             clock.start("generate" if round_no == 0 else "top_up")
             probe = probe_of(self.examples, pipeline) if round_no == 0 else []
-            if probe:
-                parsed.update(self.stage.run(probe))
-                clock.start("quality")
-                probed, _, _ = self.check(
-                    [parsed[ex.id] for ex in probe], {label: len(probe) for label in quotas}
-                )
-                self.summary.probe_loss = probe_loss_rates(probed, quotas)
-                ahead = plan_ahead(probed, quotas, self.summary.probe_loss)
-                extra = top_up(pipeline, self.prep.template_key, ahead, 0)
-                self.examples += extra
-                self.summary.planned_ahead = len(extra)
-                faults.point("plan_ahead")
-                clock.start("generate")
-            parsed.update(self.stage.run([ex for ex in self.examples if ex.id not in parsed]))
+            todo = [ex for ex in self.examples if ex.id not in parsed]
+            if probe:  # the probe first: the rest decode while it is checked and planned from
+                first = {ex.id for ex in probe}
+                todo = probe + [ex for ex in todo if ex.id not in first]
+            watch = Watch(frozenset(ex.id for ex in probe), self.plan_ahead) if probe else None
+            parsed.update(self.stage.run(todo, watch))
             faults.point("quality")
             clock.start("quality" if round_no == 0 else "top_up")
             records, funnel, stages = self.check([parsed[ex.id] for ex in self.examples], quotas)
@@ -285,6 +277,21 @@ class Build:
                 highlight=False,
             )
         return records, funnel
+
+    def plan_ahead(self, probe: list[Record]) -> list[PlannedExample]:
+        """Check the probe and plan each label ahead by the share of it the quality stage lost;
+        the extra examples, which join the generation still running."""
+        pipeline, quotas = self.pipeline, self.quotas
+        self.clock.start("quality")
+        probed, _, _ = self.check(probe, {label: len(probe) for label in quotas})
+        self.summary.probe_loss = probe_loss_rates(probed, quotas)
+        ahead = plan_ahead(probed, quotas, self.summary.probe_loss)
+        extra = top_up(pipeline, self.prep.template_key, ahead, 0)
+        self.examples += extra
+        self.summary.planned_ahead = len(extra)
+        faults.point("plan_ahead")
+        self.clock.start("generate")
+        return extra
 
     def read_out(self, records: list[Record], kind: str = "quota") -> Readout | None:
         """Real validation of this round's kept records on the held-out seed examples."""

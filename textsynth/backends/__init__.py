@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from textsynth.backends.base import Backend, Completion, Request
+from textsynth.backends.base import Backend, Completion, Feed, Request
 from textsynth.config import ExecutorConfig, ModelConfig
 
 
@@ -32,4 +32,4 @@ def start_backend(model: ModelConfig, executor: ExecutorConfig) -> Backend:
     return load_backend(model)
 
 
-__all__ = ["Backend", "Completion", "Request", "load_backend", "start_backend"]
+__all__ = ["Backend", "Completion", "Feed", "Request", "load_backend", "start_backend"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +36,30 @@ class Completion:
     text: str
     tokens: int
     finish_reason: Literal["stop", "length"]
+
+
+class Feed:
+    """Groups of requests a caller may add to while a backend streams their completions.
+
+    A build adds its planned-ahead requests when the probe's last completion arrives, while the
+    rest still decode: a backend that batches continuously admits them as rows free up instead of
+    starting a round after the stream ends. Groups are taken in order.
+    """
+
+    def __init__(self, *groups: Sequence[Request]) -> None:
+        self.groups: deque[list[Request]] = deque()
+        self.requests: dict[str, Request] = {}  # every request added, by id
+        for group in groups:
+            self.add(group)
+
+    def add(self, group: Sequence[Request]) -> None:
+        if group:
+            self.groups.append(list(group))
+            self.requests.update((r.id, r) for r in group)
+
+    def take(self) -> list[Request] | None:
+        """The next group, or None while nothing is waiting."""
+        return self.groups.popleft() if self.groups else None
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
@@ -85,6 +110,12 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
         """Yield one completion per request, in whatever order they finish."""
+
+    def stream(self, feed: Feed, params: GenerationParams) -> Iterator[Completion]:
+        """Completions of every group the feed holds or is given while this runs. This default
+        runs the groups one after another; a continuously batching backend overlaps them."""
+        while (group := feed.take()) is not None:
+            yield from self.generate(group, params)
 
     def score(self, prompts: Sequence[list[dict[str, str]]], choices: Sequence[str]) -> Any:
         """Log-likelihood of each choice as the reply to each chat prompt: array (prompts, choices).

@@ -323,6 +323,18 @@ class DecodeLoop:
         return self._prefill(items, prefix.cache, prefix.length)
 
     @staticmethod
+    def _shared(
+        prefix: list[tuple[torch.Tensor, torch.Tensor]], prefix_ids: list[int], take: list[tuple[Item, bool]]
+    ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], int]:
+        """The part of the shared prefix's cache that all of `take`'s prompts start with (items
+        added while the loop runs may share less of it than the first ones did)."""
+        plen = len(prefix_ids)
+        if all(ids[:plen] == prefix_ids and len(ids) > plen for (_, _, ids), _ in take):
+            return prefix, plen
+        plen = common_prefix([prefix_ids + [-1]] + [ids for (_, _, ids), _ in take])
+        return ([(k[:, :, :plen], v[:, :, :plen]) for k, v in prefix] if plen else []), plen
+
+    @staticmethod
     def _guided(active: Active, scale: float, slot: dict[int, int]) -> tuple[list[int], torch.Tensor]:
         """Indices of the primary rows and the logits they sample from; `slot`: row id → index."""
         primary = [i for i, r in enumerate(active.rows) if not r.guide]
@@ -352,6 +364,7 @@ class DecodeLoop:
         constrain: Callable[[object], RowGrammar | None] | None = None,
         push: LengthPush | None = None,
         stops: frozenset[int] = frozenset(),
+        more: Callable[[], list[GuidedItem]] = list,
     ) -> Iterator[tuple[object, list[int], bool]]:
         """Yield (key, tokens, stopped_on_eos) per item as rows end.
 
@@ -359,31 +372,42 @@ class DecodeLoop:
         when `params.guidance_scale` > 1 and count toward the batch size. `constrain` gives an
         item's key a fresh grammar matcher, or None for free decoding; `push` gives it a target
         length and pushes rows past it toward a sentence end; a token of `stops` (one whose text
-        holds a stop string) ends its row like the stop token, and is kept in its tokens.
+        holds a stop string) ends its row like the stop token, and is kept in its tokens. `more`
+        is asked for further items whenever the queue is empty (items added while this runs).
         """
         guided = params.guidance_scale != 1
         horizon = params.guidance_tokens or params.max_new_tokens
-        units = [
-            [((key, seed, ids), False)] + ([((key, seed, neg), True) for neg in negs] if guided else [])
-            for key, seed, ids, negs in items
-        ]
-        plen = common_prefix([ids for unit in units for (_, _, ids), _ in unit])
-        prefix = self._prefix_cache(units[0][0][0][2][:plen]) if units else []
-        queue = deque(units)
+
+        def units(new: list[GuidedItem]) -> list[list[tuple[Item, bool]]]:
+            return [
+                [((key, seed, ids), False)] + ([((key, seed, neg), True) for neg in negs] if guided else [])
+                for key, seed, ids, negs in new
+            ]
+
+        queue = deque(units(items))
+        head = [ids for unit in queue for (_, _, ids), _ in unit]
+        plen = common_prefix(head)
+        prefix_ids = head[0][:plen] if head else []
+        prefix = self._prefix_cache(prefix_ids)
         active: Active | None = None
-        while queue or active is not None:
+        while True:
+            if not queue:
+                queue.extend(units(more()))
+            if not queue and active is None:
+                break
             free = self.batch_size - (len(active.rows) if active else 0)
             if queue and (active is None or free >= min(self.refill_at, len(queue))):
                 take = []
                 while queue and (not take or len(take) + len(queue[0]) <= free):
                     take += queue.popleft()
-                fresh = self._prefill([row for row, _ in take], prefix, plen, [g for _, g in take])
+                fresh = self._prefill(
+                    [row for row, _ in take], *self._shared(prefix, prefix_ids, take), [g for _, g in take]
+                )
                 for row in fresh.rows:
                     row.grammar = constrain(row.key) if constrain and not row.guide else None
                     row.target = push.target(row.key) if push and not row.guide else None
                 active = self._merge(active, fresh)
-            if active is None:
-                break
+            assert active is not None  # a queue that was not empty refilled it
             slot = {id(r): i for i, r in enumerate(active.rows)}
             primary, logits = self._guided(active, params.guidance_scale, slot)
             rows = [active.rows[i] for i in primary]

@@ -9,8 +9,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from textsynth.backends.base import Backend, Completion, Request, opening
-from textsynth.backends.decode import Active, DecodeLoop, Item
+from textsynth.backends.base import Backend, Completion, Feed, Request, opening
+from textsynth.backends.decode import Active, DecodeLoop, GuidedItem, Item
 from textsynth.backends.grammar import Grammars, RowGrammar
 from textsynth.backends.length import LengthPush
 from textsynth.config import GenerationParams, ModelConfig
@@ -186,17 +186,29 @@ class TransformersBackend(Backend):
             self._stops[key] = frozenset(i for i, t in enumerate(texts) if any(s in t for s in stop))
         return self._stops[key]
 
-    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
-        encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
-        loop = self._loop()
+    def _items(self, requests: Sequence[Request], params: GenerationParams) -> list[GuidedItem]:
+        """Decode-loop items for a group of requests, the longest prompts first."""
         guided = params.guidance_scale != 1
-        items = [
+        encoded = sorted(((r, self.encode(r.messages)) for r in requests), key=lambda p: -len(p[1]))
+        return [
             (r, r.seed, ids, [self.encode(neg) for neg in r.negatives] if guided else [])
             for r, ids in encoded
         ]
+
+    def generate(self, requests: Sequence[Request], params: GenerationParams) -> Iterator[Completion]:
+        return self.stream(Feed(requests), params)
+
+    def stream(self, feed: Feed, params: GenerationParams) -> Iterator[Completion]:
+        """One decode loop for every group: a group added while it runs joins as rows free up."""
+        loop = self._loop()
         push = self._length_push(params.length_push)
         stops = self._stop_ids(params.stop)
-        for request, tokens, stopped in loop.run(items, params, self._grammar, push, stops):
+
+        def more() -> list[GuidedItem]:
+            group = feed.take()
+            return self._items(group, params) if group else []
+
+        for request, tokens, stopped in loop.run(more(), params, self._grammar, push, stops, more):
             body = tokens[:-1] if stopped and tokens[-1] not in stops else tokens
             text = self.loaded.tokenizer.decode(body, skip_special_tokens=True)
             yield Completion(request.id, text, len(tokens), "stop" if stopped else "length")
