@@ -26,13 +26,14 @@ after the row ended. Models are loaded and warmed up before any timing.
     python benchmarks/bench_generate.py --n 64 [--batch 128] [--baseline-subset 6] [--json out.json]
         [--skip llama_cpp textsynth_end_to_end]
     python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
-    python benchmarks/bench_generate.py --default-build [--baseline-subset 6]
+    python benchmarks/bench_generate.py --default-build [--baseline-subset 6] [--build-n 256]
     python benchmarks/bench_generate.py --llama-server PATH [--n 64] [--slots 16]
     python benchmarks/bench_generate.py --paired 4 [--n 256] [--batch 128]
 
 --default-build times what a user of the README waits for: `pipelines/sentiment.yaml` as shipped
 (n = 60, its top-up rounds, the quality stage, export, the model load included), in kept
-examples per second against the one-at-a-time pipeline baseline in the same process.
+examples per second against the one-at-a-time pipeline baseline in the same process;
+`--build-n` builds that many examples instead (the issue's `build --n 256` row).
 
 --llama-server starts llama.cpp's server (the binary at PATH) on the embedded GGUF with
 `--slots` parallel slots and continuous batching, sends the same prompts with the same sampling
@@ -531,7 +532,7 @@ def paired(n: int, batch: int, rounds: int) -> tuple[list[Row], dict[str, float]
     return rows, compute_ratios({row.name: row for row in rows})
 
 
-def default_build(subset: int) -> tuple[list[Row], dict[str, float]]:
+def default_build(subset: int, n: int | None) -> tuple[list[Row], dict[str, float]]:
     """The README's build, everything included, against the one-at-a-time baseline."""
     fp32 = load("float32")
     backend = TransformersBackend(ModelConfig(dtype="float32"), fp32)
@@ -548,7 +549,7 @@ def default_build(subset: int) -> tuple[list[Row], dict[str, float]]:
     log(f"default build: {PIPELINE.name} as shipped, model load included")
     with tempfile.TemporaryDirectory(prefix="textsynth-bench-") as tmp:
         start = time.perf_counter()
-        result = run_build(PIPELINE, out=Path(tmp) / "run", quiet=True)
+        result = run_build(PIPELINE, n=n, out=Path(tmp) / "run", quiet=True)
         wall = time.perf_counter() - start
     s = result.summary
     phases = ", ".join(f"{k} {v:.1f}" for k, v in s.phases.items())
@@ -585,6 +586,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
     parser.add_argument("--scaling", action="store_true", help="only textsynth_backend over N × batch")
     parser.add_argument("--default-build", action="store_true", help="the README build against the baseline")
+    parser.add_argument("--build-n", type=int, metavar="N", help="--default-build: examples (default 60)")
     parser.add_argument("--llama-server", type=Path, metavar="PATH", help="llama-server binary")
     parser.add_argument("--paired", type=int, metavar="R", help="plain generate, backend: R rounds")
     parser.add_argument("--slots", type=int, default=16, help="llama-server parallel slots (default 16)")
@@ -622,7 +624,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         results["scaling"] = [row.to_dict() for row in rows]
     else:
         if args.default_build:
-            (rows, ratios), notes = default_build(args.baseline_subset), []
+            (rows, ratios), notes = default_build(args.baseline_subset, args.build_n), []
         elif args.paired:
             (rows, ratios), notes = paired(args.n, args.batch, args.paired), []
         elif args.llama_server:

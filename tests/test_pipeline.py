@@ -11,7 +11,14 @@ import pytest
 from textsynth.pipeline import prepare, run_build
 from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.chain import seeded, select_quota
-from textsynth.quotas import plan_ahead, probe_loss_rates, probe_of, requests_for, top_up_leaves
+from textsynth.quotas import (
+    PLAN_AHEAD_SDS,
+    plan_ahead,
+    probe_loss_rates,
+    probe_of,
+    requests_for,
+    top_up_leaves,
+)
 from textsynth.records import Record
 from textsynth.taxonomy import label_counts
 
@@ -86,10 +93,13 @@ def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built15
     assert Counter(ex.label for ex in probe) == {"positive": 21, "negative": 21, "neutral": 21}
     records = [json.loads(line) for line in (built150.run_dir / "records.jsonl").open()]
     assert summary["planned"] == len(records) >= 150 + summary["planned_ahead"]
-    # each label asked ahead what its probe loss rate needs for its quota to survive (one SD)
+    # each label asked ahead what its probe loss rate needs for its quota to survive (two SDs)
     quotas, rates = summary["planned_labels"], summary["probe_loss"]
     assert set(rates) == set(quotas) and all(0 <= r <= 1 for r in rates.values())
-    asked = {label: requests_for(quotas[label], rate) - quotas[label] for label, rate in rates.items()}
+    asked = {
+        label: requests_for(quotas[label], rate, PLAN_AHEAD_SDS) - quotas[label]
+        for label, rate in rates.items()
+    }
     assert summary["planned_ahead"] == sum(asked.values()) > 0
     # the extras are the records right after the plan, made for their labels
     extras = records[150 : 150 + summary["planned_ahead"]]
