@@ -16,7 +16,11 @@ pytestmark = pytest.mark.slow  # whole builds, servers or subprocesses: not in t
 
 
 def test_two_tokens_reject_everything_with_reasons_and_export_nothing(project, tmp_path):
-    path = edit_pipeline(project / "pipelines" / "sentiment.yaml", max_new_tokens="2", temperature="5.0")
+    # the reply opens with "The {product}" (up to 3 words): with 2 more tokens no text reaches
+    # 8 words, whatever the sampler draws, so every record must be rejected
+    path = edit_pipeline(
+        project / "pipelines" / "sentiment.yaml", max_new_tokens="2", temperature="5.0", min_words="8"
+    )
     out = tmp_path / "tiny"
     with pytest.raises(ExportError, match="no kept records"):
         run_build(path, n=9, out=out, quiet=True)
