@@ -490,6 +490,9 @@ def server_compare(binary: Path, n: int, batch: int, slots: int) -> tuple[list[R
     prompts = make_prompts(n)
     log(f"llama_server: {n} prompts, {slots} slots")
     rows = [run_llama_server(binary, prompts, slots)]
+    # the server just kept both cores busy: the load average would size the backend below the
+    # server's thread count (threads.claim_threads), so fix it to the same count
+    os.environ.setdefault("TEXTSYNTH_THREADS", str(torch.get_num_threads()))
     backend = TransformersBackend(ModelConfig(dtype=DTYPE, batch_size=batch), load(DTYPE))
     requests = make_requests(prompts)
     run_backend(backend, requests[:2], GenerationParams(**{**PARAMS.model_dump(), "max_new_tokens": 4}))
