@@ -212,7 +212,7 @@ class GenerationStage:
                         faults.point("step_done")
                     # not streamed in (steps after the text, or a judge): a pass of their own
                     batch = self._fire(watch, in_flight) if watch and watch.added is None else []
-            added = watch.added if watch is not None and watch.added is not None else []
+            added = (watch.added or []) if watch is not None else []
             records = {r.id: self._complete(r) for r in in_flight + added}
             for record in records.values():
                 self._append(writer, record)
@@ -330,7 +330,6 @@ class GenerationStage:
 
         todo = backend_requests(records)
         todo += watched()
-        total = len(by_id)
         writer.flush()
         if not todo:
             return failed
@@ -341,7 +340,7 @@ class GenerationStage:
         faults.point("generation_start")
         start, made = time.perf_counter(), 0
         if self.stop():  # stopped while the model loaded
-            raise Interrupted(str(self.run_dir.path), total - len(todo), len(todo), self.stop.signum)
+            raise Interrupted(str(self.run_dir.path), len(by_id) - len(todo), len(todo), self.stop.signum)
         feed = Feed(todo)
         with progress:
             task = progress.add_task(
@@ -358,7 +357,6 @@ class GenerationStage:
                     engine.check(more, params)
                     feed.add(more)
                     todo += more
-                    total = len(by_id)
                     progress.update(task, total=len(todo))
                 if len(pending) >= self.pipeline.model.batch_size or self.stop():
                     self._persist(writer, pending)
@@ -369,7 +367,7 @@ class GenerationStage:
         self.stats.seconds += time.perf_counter() - start
         if self.stop.signum is not None:
             left = len(todo) - made
-            raise Interrupted(str(self.run_dir.path), total - left, left, self.stop.signum)
+            raise Interrupted(str(self.run_dir.path), len(by_id) - left, left, self.stop.signum)
         return failed
 
     def _request(

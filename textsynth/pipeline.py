@@ -246,12 +246,11 @@ class Build:
         for round_no in range(pipeline.quality.top_up_rounds + 1):
             clock.start("generate" if round_no == 0 else "top_up")
             probe = probe_of(self.examples, pipeline) if round_no == 0 else []
+            first = frozenset(ex.id for ex in probe)
+            # the probe first: the rest decode while it is checked and planned from
             todo = [ex for ex in self.examples if ex.id not in parsed]
-            if probe:  # the probe first: the rest decode while it is checked and planned from
-                first = {ex.id for ex in probe}
-                todo = probe + [ex for ex in todo if ex.id not in first]
-            watch = Watch(frozenset(ex.id for ex in probe), self.plan_ahead) if probe else None
-            parsed.update(self.stage.run(todo, watch))
+            todo.sort(key=lambda ex: ex.id not in first)
+            parsed.update(self.stage.run(todo, Watch(first, self.plan_ahead) if probe else None))
             faults.point("quality")
             clock.start("quality" if round_no == 0 else "top_up")
             records, funnel, stages = self.check([parsed[ex.id] for ex in self.examples], quotas)

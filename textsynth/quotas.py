@@ -57,9 +57,9 @@ def probe_loss(record: Record, label: str, weight: float) -> float:
 PLAN_AHEAD_SDS = 2.0
 
 
-def requests_for(want: int, rate: float, spread_sds: float = 1.0) -> int:
+def requests_for(want: int, rate: float, spread_sds: float) -> int:
     """Requests whose survivors reach `want` even `spread_sds` binomial standard deviations below
-    their mean (one: about 5 builds in 6), so that another round is rare."""
+    their mean (two: about 39 builds in 40), so that another round is rare."""
     p = 1 - min(rate, 0.75)
     spread = spread_sds * math.sqrt(p * (1 - p))
     root = (spread + math.sqrt(spread**2 + 4 * p * want)) / (2 * p)
@@ -130,7 +130,7 @@ def top_up_leaves(records: list[Record], quotas: dict[str, int]) -> dict[str, li
             continue
         missing = want - kept
         # two SDs: a round costs about 3 s before its rows (4 rows took 2.9 s to generate, 16 took 4.7 s)
-        ask = min(4 * missing, requests_for(missing, 1 - kept / len(mine), spread_sds=2.0))
+        ask = min(4 * missing, requests_for(missing, 1 - kept / len(mine), 2.0))
         out[label] = leaves_to_regenerate(mine, ask)
     if out:
         for label, want in quotas.items():
