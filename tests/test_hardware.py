@@ -1,5 +1,5 @@
-"""The CPU class and `dtype: auto` follow what torch's kernels may use, so a Xeon capped at AVX2
-by the documented switches computes, picks its dtype and reports itself as an AVX2-only CPU."""
+"""The CPU class and `dtype: auto` follow what torch's kernels may use: a Xeon whose kernels are
+capped by the documented switches computes, picks its dtype and reports itself as the lesser CPU."""
 
 from __future__ import annotations
 
@@ -36,6 +36,16 @@ def test_a_cap_on_one_library_is_named_but_only_onednn_s_turns_bf16_off(uncapped
     assert cpu_class().endswith("; kernels capped by ATEN_CPU_CAPABILITY=avx2)")
     uncapped.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
     assert not cpu_supports_bf16()
-    uncapped.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    uncapped.setenv("ONEDNN_MAX_CPU_ISA", "ALL")
     assert isa_caps() == {"ATEN_CPU_CAPABILITY": "avx2"}
     assert cpu_supports_bf16() is native
+
+
+def test_onednn_capped_below_amx_makes_an_amx_cpu_an_avx512_bf16_one_that_keeps_bf16(uncapped):
+    if "amx_bf16" not in _cpuinfo()[1]:
+        pytest.skip("this CPU has no AMX to cap")
+    assert "(AMX)" in cpu_class()
+    uncapped.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")
+    assert cpu_supports_bf16()
+    assert resolve_dtype("auto") == "bfloat16"
+    assert "(AVX-512 BF16; kernels capped by ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16)" in cpu_class()
