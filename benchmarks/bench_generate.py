@@ -26,7 +26,7 @@ after the row ended. Models are loaded and warmed up before any timing.
     python benchmarks/bench_generate.py --n 64 [--batch 128] [--baseline-subset 6] [--json out.json]
         [--skip llama_cpp textsynth_end_to_end]
     python benchmarks/bench_generate.py --scaling [--scaling-n 64 256] [--scaling-batch 64]
-    python benchmarks/bench_generate.py --default-build [--baseline-subset 6] [--build-n 256]
+    python benchmarks/bench_generate.py --default-build [--baseline-subset 6] [--build-n 256] [--dtype D]
     python benchmarks/bench_generate.py --llama-server PATH [--n 64] [--slots 16]
     python benchmarks/bench_generate.py --paired 4 [--n 256] [--batch 128]
 
@@ -535,8 +535,9 @@ def paired(n: int, batch: int, rounds: int) -> tuple[list[Row], dict[str, float]
     return rows, compute_ratios({row.name: row for row in rows})
 
 
-def default_build(subset: int, n: int | None) -> tuple[list[Row], dict[str, float]]:
-    """The README's build, everything included, against the one-at-a-time baseline."""
+def default_build(subset: int, n: int | None, dtype: str) -> tuple[list[Row], dict[str, float]]:
+    """The README's build, everything included, against the one-at-a-time baseline; a `dtype`
+    other than auto replaces the pipeline's (which dtype a CPU class should pick)."""
     fp32 = load("float32")
     backend = TransformersBackend(ModelConfig(dtype="float32"), fp32)
     pipe = transformers.pipeline("text-generation", model=fp32.model, tokenizer=fp32.tokenizer)
@@ -549,10 +550,13 @@ def default_build(subset: int, n: int | None) -> tuple[list[Row], dict[str, floa
     tokens, wall = run_baseline_pipeline(pipe, backend, prompts, PARAMS)
     rows = [Row("baseline_pipeline", subset, tokens, wall, "fp32, one at a time, every example kept")]
     del pipe
-    log(f"default build: {PIPELINE.name} as shipped, model load included")
+    pipeline = load_pipeline(PIPELINE)
+    if dtype != "auto":
+        pipeline = pipeline.model_copy(update={"model": pipeline.model.model_copy(update={"dtype": dtype})})
+    log(f"default build: {PIPELINE.name} as shipped, dtype {pipeline.model.dtype}, model load included")
     with tempfile.TemporaryDirectory(prefix="textsynth-bench-") as tmp:
         start = time.perf_counter()
-        result = run_build(PIPELINE, n=n, out=Path(tmp) / "run", quiet=True)
+        result = run_build(pipeline, n=n, out=Path(tmp) / "run", quiet=True, pipeline_path=PIPELINE)
         wall = time.perf_counter() - start
     s = result.summary
     phases = ", ".join(f"{k} {v:.1f}" for k, v in s.phases.items())
@@ -627,7 +631,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         results["scaling"] = [row.to_dict() for row in rows]
     else:
         if args.default_build:
-            (rows, ratios), notes = default_build(args.baseline_subset, args.build_n), []
+            (rows, ratios), notes = default_build(args.baseline_subset, args.build_n, args.dtype), []
         elif args.paired:
             (rows, ratios), notes = paired(args.n, args.batch, args.paired), []
         elif args.llama_server:
