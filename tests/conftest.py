@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from textsynth.config import Pipeline
 from textsynth.pipeline import BuildResult, run_build
+from textsynth.pipeline_file import load_pipeline
 from textsynth.threads import cores
 
 # Every build of the session, in this process or a CLI subprocess, on the same thread count: the
@@ -32,9 +34,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
 
 @pytest.fixture(scope="session")
 def built150(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
-    """A 150-example build of pipelines/sentiment.yaml with every quality stage on."""
+    """A 150-example build of pipelines/sentiment.yaml with every quality stage on, and the
+    plan-ahead probe forced on (`auto` leaves it off at this size)."""
     out = tmp_path_factory.mktemp("runs") / "sentiment150"
-    return run_build(SENTIMENT, n=150, seed=5, out=out, quiet=True)
+    return run_build(probing(), n=150, seed=5, out=out, quiet=True, pipeline_path=SENTIMENT)
+
+
+def probing() -> Pipeline:
+    """pipelines/sentiment.yaml with `quality.plan_ahead: true`."""
+    pipeline = load_pipeline(SENTIMENT)
+    quality = pipeline.quality.model_copy(update={"plan_ahead": True})
+    return pipeline.model_copy(update={"quality": quality})
 
 
 def copy_project(dest: Path) -> Path:

@@ -12,6 +12,7 @@ from textsynth.pipeline import prepare, run_build
 from textsynth.pipeline_file import load_pipeline
 from textsynth.quality.chain import seeded, select_quota
 from textsynth.quotas import (
+    PLAN_AHEAD_AUTO_MAX,
     PLAN_AHEAD_SDS,
     plan_ahead,
     probe_loss_rates,
@@ -22,7 +23,7 @@ from textsynth.quotas import (
 from textsynth.records import Record
 from textsynth.taxonomy import label_counts
 
-from .conftest import SENTIMENT
+from .conftest import SENTIMENT, probing
 from .helpers import records as read_records
 
 
@@ -84,12 +85,26 @@ def test_rebuild_reuses_every_record(built):
     assert again.dataset["train"]["text"] == built.dataset["train"]["text"]
 
 
+def test_plan_ahead_auto_probes_only_small_builds_and_true_or_false_override_it():
+    shipped, forced = load_pipeline(SENTIMENT), probing()
+    assert shipped.quality.plan_ahead == "auto"
+    unprobed = shipped.model_copy(
+        update={"quality": shipped.quality.model_copy(update={"plan_ahead": False})}
+    )
+    for n in (31, 32, PLAN_AHEAD_AUTO_MAX, PLAN_AHEAD_AUTO_MAX + 1, 256):
+        planned = prepare(SENTIMENT, n=n, seed=5).planned
+        probed = bool(probe_of(planned, shipped))
+        assert probed == (32 <= n <= PLAN_AHEAD_AUTO_MAX), n
+        assert bool(probe_of(planned, forced)) == (n >= 32), n
+        assert probe_of(planned, unprobed) == []
+
+
 @pytest.mark.slow
 def test_plan_ahead_over_generates_by_the_rate_lost_in_the_first_batches(built150):
     """The 150-example build checked its first batch and planned extras for what it lost there;
     the summary has the wall time per phase."""
     summary = json.loads((built150.run_dir / "summary.json").read_text())
-    probe = probe_of(prepare(SENTIMENT, n=150, seed=5).planned, load_pipeline(SENTIMENT))
+    probe = probe_of(prepare(SENTIMENT, n=150, seed=5).planned, probing())
     assert Counter(ex.label for ex in probe) == {"positive": 21, "negative": 21, "neutral": 21}
     records = [json.loads(line) for line in (built150.run_dir / "records.jsonl").open()]
     assert summary["planned"] == len(records) >= 150 + summary["planned_ahead"]

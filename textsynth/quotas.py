@@ -1,7 +1,7 @@
 """How many requests each label needs: the plan-ahead probe, its loss rates, and top-up rounds.
 
-A build first checks a probe (the first requests of every label) and over-generates each label
-by the share the quality stage lost of it; a label still below its count after a round is
+A small build first checks a probe (the first requests of every label) and over-generates each
+label by the share the quality stage lost of it; a label still below its count after a round is
 regenerated, asking enough that another round is rare (a binomial margin).
 """
 
@@ -19,9 +19,21 @@ from textsynth.taxonomy import PlannedExample
 PROBE_REQUESTS = 64
 
 
+# The largest plan that `plan_ahead: auto` probes. The probe's label-check rate overstates a larger
+# build's (its classifier trains on fewer texts), and the extras it asks cost more than the one
+# top-up round such a build needs without them: on an AMX Xeon, seeds 7–9, n = 60 took 16–18 s
+# with the probe against 20–21 s without (two rounds), n = 96, 128 and 256 took 10–16 % longer
+# with it (benchmarks/archive/history.md, session 18).
+PLAN_AHEAD_AUTO_MAX = 64
+
+
 def probe_of(planned: list[PlannedExample], pipeline: Pipeline) -> list[PlannedExample]:
-    """The first requests of every label, up to `PROBE_REQUESTS` in all (none for small builds)."""
-    if not pipeline.quality.plan_ahead or len(planned) < 32:
+    """The first requests of every label, up to `PROBE_REQUESTS` in all (none for builds below 32,
+    nor, with `plan_ahead: auto`, above `PLAN_AHEAD_AUTO_MAX`)."""
+    setting = pipeline.quality.plan_ahead
+    if setting is False or len(planned) < 32:
+        return []
+    if setting == "auto" and len(planned) > PLAN_AHEAD_AUTO_MAX:
         return []
     per_label = max(1, min(len(planned) // 2, PROBE_REQUESTS) // max(len(pipeline.labels), 1))
     taken: Counter[str] = Counter()
