@@ -6,7 +6,7 @@ at n = 300 with the starter's settings and the label check's zero-shot signal on
 share their first token, so every text is scored against every name as a whole continuation. The
 build runs in the dtype `auto` picks on this machine; the CPU class is printed with the result.
 
-    python benchmarks/bench_intent_build.py [--n 300] [--seed 1]
+    python benchmarks/bench_intent_build.py [--n 300] [--seed 1] [--plan-ahead auto|true|false]
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--plan-ahead", choices=["auto", "true", "false"], default="auto", help="quality.plan_ahead"
+    )
     args = parser.parse_args()
     intents = yaml.safe_load((ROOT / "pipelines" / "banking_topup.yaml").read_text())["labels"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,6 +41,7 @@ def main() -> None:
         data = yaml.safe_load((STARTER / "pipeline.yaml").read_text())
         data["labels"] = [{"name": x["name"], "description": x["description"]} for x in intents]
         data.setdefault("quality", {}).setdefault("label_check", {})["zero_shot"] = True
+        data["quality"]["plan_ahead"] = {"true": True, "false": False}.get(args.plan_ahead, "auto")
         path = Path(tmp) / "pipelines" / "intent10.yaml"
         path.parent.mkdir()
         path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -51,6 +55,8 @@ def main() -> None:
                 "cpu": cpu_class(),
                 "dtype": resolve_dtype("auto"),
                 "n": args.n,
+                "plan_ahead": args.plan_ahead,
+                "top_up_rounds": summary["top_up_rounds"],
                 "requests": summary["planned"],
                 "kept": summary["kept"],
                 "wall_s": summary["wall_s"],
