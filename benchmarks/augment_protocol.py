@@ -121,18 +121,8 @@ def cmd_build(args: argparse.Namespace) -> None:
     runs = []
     for seed in args.seeds:
         pipeline = load_pipeline(args.pipeline)
-        for key, value in (kv.split("=", 1) for kv in args.set):
-            section, _, field = key.rpartition(".")
-            target = pipeline
-            parts = section.split(".") if section else []
-            # nested pydantic update along a dotted path, e.g. generation.guidance_scale=2
-            chain = [target]
-            for part in parts:
-                chain.append(getattr(chain[-1], part))
-            updated = chain[-1].model_copy(update={field: json.loads(value)})
-            for parent, part in zip(reversed(chain[:-1]), reversed(parts)):
-                updated = parent.model_copy(update={part: updated})
-            pipeline = updated
+        for key, value in (kv.split("=", 1) for kv in args.set):  # e.g. generation.guidance_scale=2
+            pipeline = pipeline.updated(key, json.loads(value))
         out = Path(args.out) / f"s{seed}"
         result = run_build(
             pipeline,

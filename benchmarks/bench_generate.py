@@ -552,7 +552,7 @@ def default_build(subset: int, n: int | None, dtype: str) -> tuple[list[Row], di
     del pipe
     pipeline = load_pipeline(PIPELINE)
     if dtype != "auto":
-        pipeline = pipeline.model_copy(update={"model": pipeline.model.model_copy(update={"dtype": dtype})})
+        pipeline = pipeline.updated("model.dtype", dtype)
     log(f"default build: {PIPELINE.name} as shipped, dtype {pipeline.model.dtype}, model load included")
     with tempfile.TemporaryDirectory(prefix="textsynth-bench-") as tmp:
         start = time.perf_counter()

@@ -68,7 +68,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="auto (what a build runs here), float32, bfloat16")
     args = parser.parse_args()
     pipeline = load_pipeline(ROOT / "pipelines" / "banking_topup.yaml")
-    pipeline = pipeline.model_copy(update={"model": pipeline.model.model_copy(update={"dtype": args.dtype})})
+    pipeline = pipeline.updated("model.dtype", args.dtype)
     with (ROOT / "data" / "banking" / "tune.csv").open(encoding="utf-8", newline="") as f:
         texts = [row["text"] for row in csv.DictReader(f)][: args.n]
     prompts = [zero_shot_prompt(pipeline, text) for text in texts]

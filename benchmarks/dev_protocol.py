@@ -382,9 +382,7 @@ def cmd_ahead(args: argparse.Namespace) -> None:
         records = [Record.from_json(x) for x in (run_dir / "records.jsonl").read_text().splitlines()]
         filtered = {r.id: r for r in as_filtered(run_dir)}
         final = {r.id: r for r in records}
-        forced = pipeline.model_copy(  # the probe as built with plan_ahead on, at any size
-            update={"quality": pipeline.quality.model_copy(update={"plan_ahead": True})}
-        )
+        forced = pipeline.updated("quality.plan_ahead", True)  # the probe at any size
         probe = [filtered.get(ex.id, final[ex.id]) for ex in probe_of(planned, forced)]
         LabelCheck(pipeline, pipeline.quality.label_check, None, embedder, pipeline.seed).run(probe)
         Dedup(pipeline.quality.dedup, embedder).run(probe)

@@ -42,9 +42,7 @@ def built150(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
 
 def probing() -> Pipeline:
     """pipelines/sentiment.yaml with `quality.plan_ahead: true`."""
-    pipeline = load_pipeline(SENTIMENT)
-    quality = pipeline.quality.model_copy(update={"plan_ahead": True})
-    return pipeline.model_copy(update={"quality": quality})
+    return load_pipeline(SENTIMENT).updated("quality.plan_ahead", True)
 
 
 def copy_project(dest: Path) -> Path:

@@ -88,9 +88,7 @@ def test_rebuild_reuses_every_record(built):
 def test_plan_ahead_auto_probes_only_small_builds_and_true_or_false_override_it():
     shipped, forced = load_pipeline(SENTIMENT), probing()
     assert shipped.quality.plan_ahead == "auto"
-    unprobed = shipped.model_copy(
-        update={"quality": shipped.quality.model_copy(update={"plan_ahead": False})}
-    )
+    unprobed = shipped.updated("quality.plan_ahead", False)
     for n in (31, 32, PLAN_AHEAD_AUTO_MAX, PLAN_AHEAD_AUTO_MAX + 1, 256):
         planned = prepare(SENTIMENT, n=n, seed=5).planned
         probed = bool(probe_of(planned, shipped))

@@ -23,7 +23,7 @@ PROBE_REQUESTS = 64
 # build's (its classifier trains on fewer texts), and the extras it asks cost more than the one
 # top-up round such a build needs without them: on an AMX Xeon, seeds 7–9, n = 60 took 16–18 s
 # with the probe against 20–21 s without (two rounds), n = 96, 128 and 256 took 10–16 % longer
-# with it (benchmarks/archive/history.md, session 18).
+# with it (benchmarks/bench_plan_ahead.py; benchmarks/archive/history.md, session 18).
 PLAN_AHEAD_AUTO_MAX = 64
 
 
