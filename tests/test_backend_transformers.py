@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from textsynth.backends import decode
 from textsynth.backends.base import Feed, Request
 from textsynth.backends.transformers import TransformersBackend
 from textsynth.config import GenerationParams, ModelConfig
@@ -94,6 +95,29 @@ def _guided_requests(labels: int = 2) -> list[Request]:
         others = [flipped, neutral][: labels - 1]
         out.append(Request(r.id, r.messages, r.seed, tuple([{"role": "user", "content": o}] for o in others)))
     return out
+
+
+def test_a_refill_of_very_different_lengths_prefills_in_batches_with_the_texts_each_gets_alone(monkeypatch):
+    """A refill's prompts are prefilled in batches of similar length (`decode.length_batches`):
+    here every request's guidance prompts are far longer or far shorter than its own, so they land
+    in another batch, and must still guide it as they do when it runs alone (fp32)."""
+    extra = " Say how it arrived, what the box held and how the first week went." * 2
+    requests = []
+    for i, r in enumerate(_guided_requests(3)):
+        own, other = (extra, "") if i % 2 else ("", extra)
+        negatives = tuple([{"role": "user", "content": n[0]["content"] + other}] for n in r.negatives)
+        requests.append(
+            Request(r.id, [{"role": "user", "content": r.messages[0]["content"] + own}], r.seed, negatives)
+        )
+    backend = TransformersBackend(ModelConfig(dtype="float32", batch_size=3 * len(requests)))
+    params = GenerationParams(max_new_tokens=12, temperature=0.9, guidance_scale=2.0)
+    splits: list[list[list[int]]] = []
+    split = decode.length_batches
+    monkeypatch.setattr(decode, "length_batches", lambda lengths: splits.append(split(lengths)) or splits[-1])
+    together = {c.id: c.text for c in backend.generate(requests, params)}
+    assert len(splits) == 1 and len(splits[0]) == 2, "one refill, in a short and a long batch"
+    alone = {r.id: c.text for r in requests for c in backend.generate([r], params)}
+    assert together == alone
 
 
 @pytest.mark.slow

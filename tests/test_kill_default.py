@@ -3,8 +3,9 @@ round), resumed each time with `textsynth resume`: the dataset equals the uninte
 
 A chain per build: the build is killed at the first point, its resume at the next, and so on; the
 last resume runs to the end. fp32, where batch composition cannot change a row (README,
-"Resume"); records finished before each kill must also survive byte for byte, the guarantee that
-holds in every dtype.
+"Resume"), and replies of at most 32 tokens: every phase is the same, and the two chains take
+about 155 s instead of 185 s. Records finished before each kill must also survive byte for byte,
+the guarantee that holds in every dtype.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ TOPPED_UP = [
     ("n", "points"), [(32, PLANNED_AHEAD), (24, TOPPED_UP)], ids=["plan-ahead", "top-up"]
 )
 def test_kill_9_in_every_phase_then_resume_equals_uninterrupted(tmp_path, n, points):
-    pipeline = edit_pipeline(copy_project(tmp_path) / "pipelines" / "sentiment.yaml", dtype="float32")
+    pipeline = edit_pipeline(
+        copy_project(tmp_path) / "pipelines" / "sentiment.yaml", dtype="float32", max_new_tokens="32"
+    )
     reference = run_build(pipeline, n=n, out=tmp_path / "whole", quiet=True)
     if "plan_ahead" in points:
         assert reference.summary.probe_loss  # the probe ran

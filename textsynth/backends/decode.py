@@ -7,6 +7,8 @@ What `model.generate` leaves on the table on a CPU, and what this loop does inst
   buffer with spare columns, so neither copies the whole cache;
 - every prompt recomputes the shared system prompt and template head → the longest common
   token prefix of all prompts is run once and its KV cache is copied to each new row;
+- a batch of prompts is padded to its longest → a refill's prompts are prefilled in batches of
+  similar length (`length_batches`), merged into the running batch with one copy;
 - sampling sorts the whole vocabulary → top-k first, then top-p, then seeded Gumbel-max
   (sampling.py), which also makes each row's sample independent of its batch.
 
@@ -88,6 +90,34 @@ def common_prefix(prompts: list[list[int]]) -> int:
     return n
 
 
+# What one more forward pass costs beside its tokens, in prompt tokens. On the 2-core AMX Xeon a pass
+# of the default model has a fixed 45–50 ms (its weights read once) and 0.46 ms a token in bf16,
+# 1.35 ms in fp32: about 100 and 35 tokens. 64 lies between them, not tuned; the split it gives
+# ran 1.04× the tokens/s of one padded batch capped at AVX2 (fp32, the same tokens) and 1.00× in
+# bf16 on AMX (benchmarks/archive/history.md, session 19).
+PASS_TOKENS = 64
+
+
+def length_batches(lengths: list[int]) -> list[list[int]]:
+    """Indices of `lengths` in batches of similar length, shortest first, that minimise the padded
+    tokens plus `PASS_TOKENS` per batch: the padding of one batch over a refill's prompts is
+    14–21 % of a default build's prefill, itself a third of its generation on an AVX2 CPU."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    sizes = [lengths[i] for i in order]
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: the cheapest split of the j shortest
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        for i in range(j):  # the last batch holds the i-th to (j-1)-th shortest
+            cost = best[i] + (j - i) * sizes[j - 1] + PASS_TOKENS
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    batches, j = [], len(order)
+    while j:
+        batches.append(order[cut[j] : j])
+        j = cut[j]
+    return batches[::-1]
+
+
 class SlackLayer(DynamicLayer):
     """A KV cache layer with spare columns after its last token.
 
@@ -166,17 +196,20 @@ class SlackLayer(DynamicLayer):
                 buffer[targets] = buffer[sources]
             setattr(self, name, buffer[:rows])
 
-    def stack(self, other: SlackLayer, width: int) -> None:
-        """Put `other`'s rows below this layer's, both ending at column `width` (the columns
-        before a shorter one's start are zeros, masked), in one new buffer with spare columns."""
+    def stack(self, others: list[SlackLayer], width: int) -> None:
+        """Put `others`' rows below this layer's, all ending at column `width` (the columns before
+        a shorter one's start are zeros, masked), in one new buffer with spare columns."""
+        layers = [self, *others]
         for name in ("_k", "_v"):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            rows, heads, _, dim = mine.shape
-            out = mine.new_empty(rows + theirs.shape[0], heads, width + self.SLACK, dim)
-            for part, start, length in ((mine, 0, self.length), (theirs, rows, other.length)):
+            parts = [getattr(layer, name) for layer in layers]
+            heads, dim = parts[0].shape[1], parts[0].shape[3]
+            out = parts[0].new_empty(sum(p.shape[0] for p in parts), heads, width + self.SLACK, dim)
+            start = 0
+            for layer, part in zip(layers, parts):
                 end = start + part.shape[0]
-                out[start:end, :, : width - length] = 0
-                out[start:end, :, width - length : width] = part[:, :, :length]
+                out[start:end, :, : width - layer.length] = 0
+                out[start:end, :, width - layer.length : width] = part[:, :, : layer.length]
+                start = end
             setattr(self, name, out)
         self.length = width
 
@@ -237,8 +270,10 @@ class DecodeLoop:
         items: list[Item],
         prefix: list[tuple[torch.Tensor, torch.Tensor]],
         plen: int,
-        guides: list[bool] | None = None,
+        rows: list[Row] | None = None,
     ) -> Active:
+        """`items`' prompts after the first `plen` tokens, as one padded batch (`rows`: their rows,
+        made here when not given)."""
         device = self.model.device
         suffixes = [ids[plen:] for _, _, ids in items]
         width = max(len(s) for s in suffixes)
@@ -250,34 +285,38 @@ class DecodeLoop:
             layer.start(k, v, len(items), width + SlackLayer.SLACK)
         attention = torch.cat([mask.new_ones(len(items), plen), mask], dim=1)
         logits = self._forward(ids, attention, positions, cache)
-        flags = guides or [False] * len(items)
-        rows = [Row(key, seed, [], guide) for (key, seed, _), guide in zip(items, flags)]
+        rows = rows or [Row(key, seed, []) for key, seed, _ in items]
+        return Active(rows, cache, attention, positions[:, -1:] + 1, logits)
+
+    def _start(
+        self, take: list[tuple[Item, bool]], prefix: list[tuple[torch.Tensor, torch.Tensor]], plen: int
+    ) -> list[Active]:
+        """New rows for `take` (each item's guidance rows right after it), prefilled in batches of
+        similar length (`length_batches`); every guidance row is its primary's partner."""
+        rows = [Row(key, seed, [], guide) for (key, seed, _), guide in take]
         primary: Row | None = None
-        for row in rows:  # guidance rows are prefilled right after their primary
+        for row in rows:  # in `take` order, which fixes the order of a primary's partners
             if row.guide and primary is not None:
                 primary.partners.append(row)
             elif not row.guide:
                 primary = row
-        return Active(rows, cache, attention, positions[:, -1:] + 1, logits)
+        batches = length_batches([len(ids) - plen for (_, _, ids), _ in take])
+        return [self._prefill([take[i][0] for i in b], prefix, plen, [rows[i] for i in b]) for b in batches]
 
-    def _merge(self, a: Active | None, b: Active) -> Active:
-        if a is None:
-            return b
-        width = max(a.attention.shape[1], b.attention.shape[1])
-        for la, lb in zip(_layers(a.cache), _layers(b.cache)):
-            la.stack(lb, width)  # b's rows below a's, the shorter left-padded with masked zeros
-        attention = torch.cat(
-            [
-                F.pad(a.attention, (width - a.attention.shape[1], 0)),
-                F.pad(b.attention, (width - b.attention.shape[1], 0)),
-            ]
-        )
+    @staticmethod
+    def _merge(parts: list[Active]) -> Active:
+        """One batch of `parts`' rows, in order, their caches right-aligned (one copy of each)."""
+        if len(parts) == 1:
+            return parts[0]
+        width = max(p.attention.shape[1] for p in parts)
+        for layers in zip(*(_layers(p.cache) for p in parts)):
+            layers[0].stack(list(layers[1:]), width)  # the shorter left-padded with masked zeros
         return Active(
-            a.rows + b.rows,
-            a.cache,
-            attention,
-            torch.cat([a.next_pos, b.next_pos]),
-            torch.cat([a.logits, b.logits]),
+            [r for p in parts for r in p.rows],
+            parts[0].cache,
+            torch.cat([F.pad(p.attention, (width - p.attention.shape[1], 0)) for p in parts]),
+            torch.cat([p.next_pos for p in parts]),
+            torch.cat([p.logits for p in parts]),
         )
 
     @staticmethod
@@ -400,13 +439,11 @@ class DecodeLoop:
                 take = []
                 while queue and (not take or len(take) + len(queue[0]) <= free):
                     take += queue.popleft()
-                fresh = self._prefill(
-                    [row for row, _ in take], *self._shared(prefix, prefix_ids, take), [g for _, g in take]
-                )
-                for row in fresh.rows:
+                fresh = self._start(take, *self._shared(prefix, prefix_ids, take))
+                for row in (r for part in fresh for r in part.rows):
                     row.grammar = constrain(row.key) if constrain and not row.guide else None
                     row.target = push.target(row.key) if push and not row.guide else None
-                active = self._merge(active, fresh)
+                active = self._merge([active, *fresh] if active else fresh)
             assert active is not None  # a queue that was not empty refilled it
             slot = {id(r): i for i, r in enumerate(active.rows)}
             primary, logits = self._guided(active, params.guidance_scale, slot)
