@@ -93,7 +93,7 @@ def common_prefix(prompts: list[list[int]]) -> int:
 # What one more forward pass costs beside its tokens, in prompt tokens. On the 2-core AMX Xeon a pass
 # of the default model has a fixed 45–50 ms (its weights read once) and 0.46 ms a token in bf16,
 # 1.35 ms in fp32: about 100 and 35 tokens. 64 lies between them, not tuned; the split it gives
-# ran 1.04× the tokens/s of one padded batch capped at AVX2 (fp32, the same tokens) and 1.00× in
+# ran 1.02–1.04× the tokens/s of one padded batch capped at AVX2 (fp32, the same tokens), 1.00× in
 # bf16 on AMX (benchmarks/archive/history.md, session 19).
 PASS_TOKENS = 64
 
