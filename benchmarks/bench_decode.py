@@ -99,8 +99,11 @@ def main() -> None:
     loops = {name: make() for name, make in variants.items()}
     prep = prepare(ROOT / "pipelines" / "sentiment.yaml", n=args.n)
     params = prep.pipeline.generation
-    negatives = prep.templates.render_negatives
-    requests = [Request(ex.id, prep.messages[ex.id], ex.seed, negatives(ex)) for ex in prep.planned]
+    negatives = prep.templates.render_negatives  # as many other labels as a build contrasts
+    requests = [
+        Request(ex.id, prep.messages[ex.id], ex.seed, negatives(ex, params.guidance_labels))
+        for ex in prep.planned
+    ]
     backend = TransformersBackend(prep.pipeline.model)
     list(backend.generate(requests[:4], params))  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in loops}

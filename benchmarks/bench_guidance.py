@@ -46,7 +46,12 @@ def main() -> None:
         ),
     }
     requests = [
-        Request(ex.id, prep.messages[ex.id], ex.seed, prep.templates.render_negatives(ex))
+        Request(
+            ex.id,
+            prep.messages[ex.id],
+            ex.seed,
+            prep.templates.render_negatives(ex, prep.pipeline.generation.guidance_labels),
+        )
         for ex in prep.planned
     ]
     backend = TransformersBackend(prep.pipeline.model)

@@ -91,17 +91,18 @@ def common_prefix(prompts: list[list[int]]) -> int:
 
 
 # What one more forward pass costs beside its tokens, in prompt tokens. On the 2-core AMX Xeon a pass
-# of the default model has a fixed 45–50 ms (its weights read once) and 0.46 ms a token in bf16,
-# 1.35 ms in fp32: about 100 and 35 tokens. 64 lies between them, not tuned; the split it gives
-# ran 1.02–1.04× the tokens/s of one padded batch capped at AVX2 (fp32, the same tokens), 1.00× in
-# bf16 on AMX (benchmarks/archive/history.md, session 19).
+# of the default model has a fixed 38–45 ms (its weights read once) and 0.36–0.40 ms a token in bf16,
+# 1.1 ms in fp32: about 105 and 40 tokens (benchmarks/bench_prefill.py). 64 lies between them, not
+# tuned; the split it gives ran 1.06× the tokens/s of one padded batch capped at AVX2 (fp32, the
+# same tokens) and 1.02× in bf16 on AMX (benchmarks/bench_decode.py; history, session 19).
 PASS_TOKENS = 64
 
 
 def length_batches(lengths: list[int]) -> list[list[int]]:
     """Indices of `lengths` in batches of similar length, shortest first, that minimise the padded
-    tokens plus `PASS_TOKENS` per batch: the padding of one batch over a refill's prompts is
-    14–21 % of a default build's prefill, itself a third of its generation on an AVX2 CPU."""
+    tokens plus `PASS_TOKENS` per batch: one batch pads a default build's refills by 14–21 %, these
+    by 1.5–3.5 % (benchmarks/bench_prefill.py), and its prefill is a third of its generation on an
+    AVX2 CPU."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)
     sizes = [lengths[i] for i in order]
     best = [0.0] + [float("inf")] * len(order)  # best[j]: the cheapest split of the j shortest
